@@ -57,7 +57,10 @@ impl ExtFields {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -223,6 +226,15 @@ impl RemotingCommand {
         let mut cmd = Self::response_to(request, code);
         cmd.remark = Some(remark.into());
         cmd
+    }
+
+    /// The answer to a request code this server does not handle, worded as Java words it.
+    pub fn unsupported(request: &RemotingCommand) -> Self {
+        Self::error_response(
+            request,
+            ResponseCode::RequestCodeNotSupported,
+            format!(" request type {} not supported", request.code),
+        )
     }
 
     pub fn with_body(mut self, body: impl Into<Body>) -> Self {

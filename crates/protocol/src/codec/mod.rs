@@ -50,7 +50,9 @@ pub(crate) struct HeaderFields {
 /// Decodes one frame (without its 4-byte length prefix).
 pub fn decode_frame(frame: Bytes) -> Result<RemotingCommand, FrameError> {
     if frame.len() < 4 {
-        return Err(FrameError::Malformed("frame shorter than its header-length word"));
+        return Err(FrameError::Malformed(
+            "frame shorter than its header-length word",
+        ));
     }
     let word = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
     let type_byte = (word >> 24) as u8;
@@ -148,7 +150,8 @@ impl Decoder for RemotingCodec {
             return Ok(None);
         }
         let len = i32::from_be_bytes([src[0], src[1], src[2], src[3]]);
-        let len = usize::try_from(len).map_err(|_| FrameError::Malformed("negative frame length"))?;
+        let len =
+            usize::try_from(len).map_err(|_| FrameError::Malformed("negative frame length"))?;
         if len > self.max_frame {
             return Err(FrameError::TooLarge(len, self.max_frame));
         }

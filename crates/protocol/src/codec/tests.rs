@@ -58,8 +58,8 @@ fn golden_json_route_request() {
 
 #[test]
 fn partial_frames_wait_for_more_bytes() {
-    let frame = encode_frame(&route_request(SerializeType::Json).with_body(b"body".to_vec()))
-        .unwrap();
+    let frame =
+        encode_frame(&route_request(SerializeType::Json).with_body(b"body".to_vec())).unwrap();
     let mut codec = RemotingCodec::default();
     let mut buf = BytesMut::new();
     for (i, b) in frame.iter().enumerate() {
@@ -78,7 +78,10 @@ fn partial_frames_wait_for_more_bytes() {
 fn oversize_and_malformed_frames_are_errors() {
     let mut codec = RemotingCodec::new(1024);
     let mut buf = BytesMut::from(&hex("00010000 00000000")[..]);
-    assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge(65536, 1024))));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(FrameError::TooLarge(65536, 1024))
+    ));
 
     let mut buf = BytesMut::from(&hex("ffffffff")[..]);
     assert!(codec.decode(&mut buf).is_err());
@@ -89,7 +92,10 @@ fn oversize_and_malformed_frames_are_errors() {
 
     // Unknown serialize type.
     let mut buf = BytesMut::from(&hex("00000006 07000002 7b7d")[..]);
-    assert!(matches!(codec.decode(&mut buf), Err(FrameError::UnknownSerializeType(7))));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(FrameError::UnknownSerializeType(7))
+    ));
 
     // Not JSON.
     let mut buf = BytesMut::from(&hex("00000006 00000002 7b7b")[..]);
@@ -101,7 +107,10 @@ fn large_codes_fall_back_to_json() {
     let mut cmd = RemotingCommand::request(RequestCode::PopMessage);
     cmd.serialize_type = SerializeType::RocketMq;
     let frame = encode_frame(&cmd).unwrap();
-    assert_eq!(frame[4], 0, "POP codes do not fit int16 and must go as JSON");
+    assert_eq!(
+        frame[4], 0,
+        "POP codes do not fit int16 and must go as JSON"
+    );
     let mut buf = frame;
     let back = RemotingCodec::default().decode(&mut buf).unwrap().unwrap();
     assert_eq!(back.code, 200050);

@@ -174,7 +174,12 @@ mod tests {
 
     #[test]
     fn booleans_are_lenient() {
-        for (raw, want) in [("TRUE", true), ("1", true), ("false", false), ("yes", false)] {
+        for (raw, want) in [
+            ("TRUE", true),
+            ("1", true),
+            ("false", false),
+            ("yes", false),
+        ] {
             assert_eq!(bool::parse(raw), Some(want), "{raw}");
         }
     }

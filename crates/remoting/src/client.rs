@@ -1,0 +1,196 @@
+//! The dialling side: one connection per remote address, created on first use and re-created
+//! after it closes, so callers only name addresses.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use ferrymq_protocol::RemotingCommand;
+
+use crate::connection::{ConnectionConfig, ErasedHandler};
+use crate::{Connection, RequestHandler, TransportError};
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    pub connection: ConnectionConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(3),
+            connection: ConnectionConfig::default(),
+        }
+    }
+}
+
+/// Answers every server-initiated request with REQUEST_CODE_NOT_SUPPORTED.
+struct NoRequests;
+
+impl RequestHandler for NoRequests {
+    async fn handle(
+        &self,
+        _conn: &Connection,
+        request: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        Some(RemotingCommand::unsupported(&request))
+    }
+}
+
+struct Inner {
+    config: ClientConfig,
+    handler: Arc<dyn ErasedHandler>,
+    connections: Mutex<HashMap<String, Connection>>,
+    /// Stops every connection when the client shuts down.
+    stop: CancellationToken,
+}
+
+/// A remoting client; cheap to clone, all clones share connections.
+#[derive(Clone)]
+pub struct RemotingClient {
+    inner: Arc<Inner>,
+}
+
+impl RemotingClient {
+    /// A client that does not serve requests from servers.
+    pub fn new(config: ClientConfig) -> Self {
+        Self::with_handler(config, Arc::new(NoRequests))
+    }
+
+    /// A client whose connections hand server-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED,
+    /// CHECK_TRANSACTION_STATE, …) to `handler`.
+    pub fn with_handler<H: RequestHandler>(config: ClientConfig, handler: Arc<H>) -> Self {
+        RemotingClient {
+            inner: Arc::new(Inner {
+                config,
+                handler,
+                connections: Mutex::new(HashMap::new()),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The open connection to `addr`, dialling it if there is none.
+    pub async fn connection(&self, addr: &str) -> Result<Connection, TransportError> {
+        if let Some(conn) = self.cached(addr) {
+            return Ok(conn);
+        }
+        let socket_addr: SocketAddr = tokio::net::lookup_host(addr)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| TransportError::InvalidAddress(addr.to_owned()))?;
+        let stream = tokio::time::timeout(
+            self.inner.config.connect_timeout,
+            TcpStream::connect(socket_addr),
+        )
+        .await
+        .map_err(|_| TransportError::Connect {
+            addr: addr.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        })?
+        .map_err(|source| TransportError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        let conn = Connection::spawn(
+            stream,
+            self.inner.handler.clone(),
+            self.inner.config.connection.clone(),
+            self.inner.stop.child_token(),
+        )
+        .map_err(|source| TransportError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        let mut connections = self.connections();
+        // Another caller may have connected meanwhile; keep one connection per address.
+        match connections.get(addr) {
+            Some(existing) if !existing.is_closed() => {
+                conn.close();
+                Ok(existing.clone())
+            }
+            _ => {
+                connections.insert(addr.to_owned(), conn.clone());
+                Ok(conn)
+            }
+        }
+    }
+
+    fn cached(&self, addr: &str) -> Option<Connection> {
+        let mut connections = self.connections();
+        match connections.get(addr) {
+            Some(conn) if !conn.is_closed() => Some(conn.clone()),
+            Some(_) => {
+                connections.remove(addr);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends a request to `addr` and waits up to `timeout` for the response.
+    pub async fn invoke(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, TransportError> {
+        let conn = self.connection(addr).await?;
+        conn.invoke(request, timeout).await
+    }
+
+    /// Sends a one-way request to `addr`.
+    pub async fn invoke_oneway(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+    ) -> Result<(), TransportError> {
+        let conn = self.connection(addr).await?;
+        conn.invoke_oneway(request).await
+    }
+
+    /// Sends a request and runs `callback` with the outcome on a background task, returning at
+    /// once (the async-send style of RocketMQ clients).
+    pub fn invoke_with_callback<F>(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        callback: F,
+    ) where
+        F: FnOnce(Result<RemotingCommand, TransportError>) + Send + 'static,
+    {
+        let client = self.clone();
+        let addr = addr.to_owned();
+        tokio::spawn(async move { callback(client.invoke(&addr, request, timeout).await) });
+    }
+
+    /// Closes the connection to `addr`, if any.
+    pub fn close_connection(&self, addr: &str) {
+        if let Some(conn) = self.connections().remove(addr) {
+            conn.close();
+        }
+    }
+
+    /// Closes every connection.
+    pub fn shutdown(&self) {
+        self.inner.stop.cancel();
+        for (_, conn) in self.connections().drain() {
+            conn.close();
+        }
+    }
+}
