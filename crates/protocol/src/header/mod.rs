@@ -6,8 +6,10 @@
 //! the writer cannot drift apart. Required fields are plain types (missing ⇒ error); optional
 //! ones are `Option<T>`.
 
+mod broker;
 mod namesrv;
 
+pub use broker::*;
 pub use namesrv::*;
 
 use crate::command::ExtFields;
