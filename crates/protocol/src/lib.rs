@@ -6,6 +6,7 @@ pub mod code;
 pub mod codec;
 pub mod command;
 pub mod header;
+pub mod java_properties;
 pub mod message;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};

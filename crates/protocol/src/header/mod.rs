@@ -94,7 +94,7 @@ impl<T: FieldValue> HeaderField for Option<T> {
     fn read_field(ext: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
         match ext.get(key) {
             None => Ok(None),
-            Some(raw) if raw.is_empty() => Ok(None),
+            Some("") => Ok(None),
             Some(raw) => T::parse(raw).map(Some).ok_or_else(|| HeaderError::Invalid {
                 key,
                 value: raw.to_owned(),
