@@ -1,0 +1,255 @@
+//! Broker configuration under RocketMQ's own `broker.conf` keys, so operators can bring their
+//! files across. Keys RocketMQ has but that mean nothing here (thread-pool sizes, JVM-specific
+//! switches) are accepted silently; truly unknown keys are reported for a warning.
+
+use std::path::PathBuf;
+
+use ferrymq_protocol::properties_struct;
+
+/// The default delay levels (`messageDelayLevel`).
+pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+properties_struct! {
+    /// Everything a broker is configured with.
+    pub struct BrokerConfig {
+        broker_cluster_name: String = "DefaultCluster".to_owned() => "brokerClusterName",
+        broker_name: String = "broker-a".to_owned() => "brokerName",
+        /// 0 = master, ≥ 1 = slave.
+        broker_id: i64 = 0 => "brokerId",
+        /// ASYNC_MASTER, SYNC_MASTER or SLAVE.
+        broker_role: String = "ASYNC_MASTER".to_owned() => "brokerRole",
+        /// `host:port;host:port`.
+        namesrv_addr: Option<String> = None => "namesrvAddr",
+        listen_port: u16 = 10911 => "listenPort",
+        /// Address clients are told to connect to; detected when unset.
+        broker_ip1: Option<String> = None => "brokerIP1",
+        /// Address slaves replicate from.
+        broker_ip2: Option<String> = None => "brokerIP2",
+        ha_listen_port: u16 = 10912 => "haListenPort",
+        store_path_root_dir: String = default_store_root() => "storePathRootDir",
+        store_path_commit_log: Option<String> = None => "storePathCommitLog",
+        mapped_file_size_commit_log: u64 = 1024 * 1024 * 1024 => "mappedFileSizeCommitLog",
+        mapped_file_size_consume_queue: u64 = 300_000 * 20 => "mappedFileSizeConsumeQueue",
+        /// ASYNC_FLUSH or SYNC_FLUSH.
+        flush_disk_type: String = "ASYNC_FLUSH".to_owned() => "flushDiskType",
+        flush_interval_commit_log: u64 = 500 => "flushIntervalCommitLog",
+        sync_flush_timeout: u64 = 5000 => "syncFlushTimeout",
+        auto_create_topic_enable: bool = true => "autoCreateTopicEnable",
+        auto_create_subscription_group: bool = true => "autoCreateSubscriptionGroup",
+        /// Queues of the TBW102 template and so the ceiling for auto-created topics.
+        default_topic_queue_nums: i32 = 8 => "defaultTopicQueueNums",
+        /// Hours a commit-log file is kept.
+        file_reserved_time: u64 = 72 => "fileReservedTime",
+        /// Hour(s) of the day expired files are deleted, e.g. `04` or `01;04`.
+        delete_when: String = "04".to_owned() => "deleteWhen",
+        disk_max_used_space_ratio: u32 = 75 => "diskMaxUsedSpaceRatio",
+        max_message_size: usize = 4 * 1024 * 1024 => "maxMessageSize",
+        /// 2 = write, 4 = read, 6 = both.
+        broker_permission: i32 = 6 => "brokerPermission",
+        register_name_server_period: u64 = 30_000 => "registerNameServerPeriod",
+        long_polling_enable: bool = true => "longPollingEnable",
+        short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
+        message_delay_level: String = DEFAULT_DELAY_LEVELS.to_owned() => "messageDelayLevel",
+        trace_topic_enable: bool = false => "traceTopicEnable",
+        msg_trace_topic_name: String = "RMQ_SYS_TRACE_TOPIC".to_owned() => "msgTraceTopicName",
+        cluster_topic_enable: bool = true => "clusterTopicEnable",
+        broker_topic_enable: bool = true => "brokerTopicEnable",
+        transaction_time_out: u64 = 6000 => "transactionTimeOut",
+        transaction_check_max: i32 = 15 => "transactionCheckMax",
+        transaction_check_interval: u64 = 30_000 => "transactionCheckInterval",
+        reject_transaction_message: bool = false => "rejectTransactionMessage",
+        flush_consumer_offset_interval: u64 = 5000 => "flushConsumerOffsetInterval",
+        channel_expired_timeout: u64 = 120_000 => "channelExpiredTimeout",
+        region_id: String = "DefaultRegion".to_owned() => "regionId",
+        trace_on: bool = true => "traceOn",
+        max_transfer_bytes_on_message_in_memory: usize = 256 * 1024 => "maxTransferBytesOnMessageInMemory",
+        max_transfer_count_on_message_in_memory: usize = 32 => "maxTransferCountOnMessageInMemory",
+        server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
+        use_server_side_reset_offset: bool = true => "useServerSideResetOffset",
+        message_index_enable: bool = true => "messageIndexEnable",
+        enable_property_filter: bool = false => "enablePropertyFilter",
+        /// Reply serialization: JSON (default, every client reads it) or ROCKETMQ.
+        serialize_type: String = "JSON".to_owned() => "serializeType",
+    }
+}
+
+/// RocketMQ keys that tune the Java runtime (thread pools, Netty, JVM memory) and have no
+/// counterpart here; a config file may carry them without a warning.
+pub const IGNORED_JAVA_KEYS: &[&str] = &[
+    "sendMessageThreadPoolNums",
+    "pullMessageThreadPoolNums",
+    "processReplyMessageThreadPoolNums",
+    "queryMessageThreadPoolNums",
+    "adminBrokerThreadPoolNums",
+    "clientManageThreadPoolNums",
+    "consumerManageThreadPoolNums",
+    "heartbeatThreadPoolNums",
+    "endTransactionThreadPoolNums",
+    "useReentrantLockWhenPutMessage",
+    "transientStorePoolEnable",
+    "warmMapedFileEnable",
+    "osPageCacheBusyTimeOutMills",
+    "waitTimeMillsInSendQueue",
+    "serverWorkerThreads",
+    "serverSelectorThreads",
+    "serverSocketSndBufSize",
+    "serverSocketRcvBufSize",
+    "serverPooledByteBufAllocatorEnable",
+    "useEpollNativeSelector",
+    "slaveReadEnable",
+    "enableDLegerCommitLog",
+    "aclEnable",
+    "autoMessageVersionOnTopicLen",
+];
+
+fn default_store_root() -> String {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join("store").to_string_lossy().into_owned()
+}
+
+/// A config value whose meaning (not just syntax) is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration key `{key}`: {reason}")]
+pub struct InvalidConfig {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl BrokerConfig {
+    /// Reads `broker.conf` text. Returns the config and the keys worth a warning.
+    pub fn from_conf(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigFileError> {
+        let (config, unknown) = BrokerConfig::from_properties_text(text)?;
+        config.validate()?;
+        let unknown = unknown
+            .into_iter()
+            .filter(|k| !IGNORED_JAVA_KEYS.contains(&k.as_str()))
+            .collect();
+        Ok((config, unknown))
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |key: &'static str, reason: String| Err(InvalidConfig { key, reason });
+        if !matches!(self.flush_disk_type.as_str(), "ASYNC_FLUSH" | "SYNC_FLUSH") {
+            return bad("flushDiskType", format!("`{}` is neither ASYNC_FLUSH nor SYNC_FLUSH", self.flush_disk_type));
+        }
+        if !matches!(self.broker_role.as_str(), "ASYNC_MASTER" | "SYNC_MASTER" | "SLAVE") {
+            return bad("brokerRole", format!("`{}` is not ASYNC_MASTER, SYNC_MASTER or SLAVE", self.broker_role));
+        }
+        if self.broker_name.is_empty() {
+            return bad("brokerName", "must not be empty".into());
+        }
+        if self.listen_port < 3 {
+            return bad("listenPort", "must leave room for the fast port (listenPort - 2)".into());
+        }
+        if self.mapped_file_size_consume_queue % 20 != 0 {
+            return bad("mappedFileSizeConsumeQueue", "must be a multiple of 20 (the entry size)".into());
+        }
+        if !(1..=100).contains(&self.disk_max_used_space_ratio) {
+            return bad("diskMaxUsedSpaceRatio", "must be between 1 and 100".into());
+        }
+        if self.default_topic_queue_nums <= 0 {
+            return bad("defaultTopicQueueNums", "must be positive".into());
+        }
+        if parse_delay_levels(&self.message_delay_level).is_none() {
+            return bad("messageDelayLevel", format!("`{}` is not a list like `1s 5s 1m 2h`", self.message_delay_level));
+        }
+        Ok(())
+    }
+
+    pub fn sync_flush(&self) -> bool {
+        self.flush_disk_type == "SYNC_FLUSH"
+    }
+
+    pub fn is_slave(&self) -> bool {
+        self.broker_role == "SLAVE" || self.broker_id != 0
+    }
+
+    /// Name-server addresses from `namesrvAddr`.
+    pub fn namesrv_addrs(&self) -> Vec<String> {
+        split_addrs(self.namesrv_addr.as_deref().unwrap_or(""))
+    }
+
+    /// The fast ("VIP") port: listenPort − 2.
+    pub fn fast_listen_port(&self) -> u16 {
+        self.listen_port - 2
+    }
+
+    /// Delay level durations in milliseconds, level 1 first.
+    pub fn delay_levels_ms(&self) -> Vec<u64> {
+        parse_delay_levels(&self.message_delay_level).unwrap_or_default()
+    }
+}
+
+/// Splits `host:port;host:port` lists.
+pub fn split_addrs(s: &str) -> Vec<String> {
+    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+}
+
+/// Parses `1s 5s 1m 2h 1d` into milliseconds.
+pub fn parse_delay_levels(s: &str) -> Option<Vec<u64>> {
+    let levels: Option<Vec<u64>> = s
+        .split_whitespace()
+        .map(|tok| {
+            let (num, unit) = tok.split_at(tok.len().checked_sub(1)?);
+            let n: u64 = num.parse().ok()?;
+            let ms = match unit {
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return None,
+            };
+            Some(n * ms)
+        })
+        .collect();
+    levels.filter(|l| !l.is_empty())
+}
+
+/// A `broker.conf` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error(transparent)]
+    Syntax(#[from] ferrymq_protocol::java_properties::ConfigError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidConfig),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_rocketmq_broker_conf() {
+        let text = "brokerClusterName = DefaultCluster\nbrokerName = broker-b\nbrokerId = 0\n\
+                    deleteWhen = 04\nfileReservedTime = 48\nbrokerRole = ASYNC_MASTER\n\
+                    flushDiskType = SYNC_FLUSH\nnamesrvAddr=127.0.0.1:9876;127.0.0.1:9877\n\
+                    sendMessageThreadPoolNums=4\nmysteryKey=1\n";
+        let (c, warn) = BrokerConfig::from_conf(text).unwrap();
+        assert_eq!(c.broker_name, "broker-b");
+        assert_eq!(c.file_reserved_time, 48);
+        assert!(c.sync_flush());
+        assert_eq!(c.namesrv_addrs(), vec!["127.0.0.1:9876", "127.0.0.1:9877"]);
+        assert_eq!(warn, vec!["mysteryKey".to_owned()]);
+        assert_eq!(c.fast_listen_port(), 10909);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = BrokerConfig::from_conf("listenPort=ninety").unwrap_err();
+        assert!(err.to_string().contains("listenPort"), "{err}");
+        let err = BrokerConfig::from_conf("flushDiskType=SOMETIMES").unwrap_err();
+        assert!(err.to_string().contains("flushDiskType"), "{err}");
+        let err = BrokerConfig::from_conf("messageDelayLevel=1x").unwrap_err();
+        assert!(err.to_string().contains("messageDelayLevel"), "{err}");
+    }
+
+    #[test]
+    fn delay_levels() {
+        let c = BrokerConfig::default();
+        let levels = c.delay_levels_ms();
+        assert_eq!(levels.len(), 18);
+        assert_eq!(levels[0], 1000);
+        assert_eq!(levels[17], 7_200_000);
+    }
+}
