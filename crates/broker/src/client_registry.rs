@@ -28,7 +28,12 @@ pub struct ClientChannel {
 }
 
 impl ClientChannel {
-    pub fn new(client_id: String, connection: Connection, language: LanguageCode, version: i32) -> Self {
+    pub fn new(
+        client_id: String,
+        connection: Connection,
+        language: LanguageCode,
+        version: i32,
+    ) -> Self {
         ClientChannel {
             client_id,
             connection,
@@ -131,7 +136,8 @@ impl ClientRegistry {
             subscriptions_changed = incoming.len() != group.subscriptions.len()
                 || incoming.iter().any(|(topic, sub)| {
                     group.subscriptions.get(topic).is_none_or(|old| {
-                        old.sub_string != sub.sub_string || old.expression_type != sub.expression_type
+                        old.sub_string != sub.sub_string
+                            || old.expression_type != sub.expression_type
                     })
                 });
             // Keep the newest version of each subscription: a pull carrying a newer subVersion
@@ -243,7 +249,12 @@ impl ClientRegistry {
 
     /// The subscription of `group` to `topic`, if a heartbeat declared one.
     pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
-        self.read().consumers.get(group)?.subscriptions.get(topic).cloned()
+        self.read()
+            .consumers
+            .get(group)?
+            .subscriptions
+            .get(topic)
+            .cloned()
     }
 
     /// The group's message model, if the group is online.
@@ -272,7 +283,11 @@ impl ClientRegistry {
         let g = tables.consumers.get(group)?;
         Some(ConsumerConnection {
             connection_set: g.channels.values().map(ClientChannel::describe).collect(),
-            subscription_table: g.subscriptions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            subscription_table: g
+                .subscriptions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             consume_type: g.consume_type,
             message_model: g.message_model,
             consume_from_where: g.consume_from_where,

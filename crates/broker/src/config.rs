@@ -103,7 +103,9 @@ pub const IGNORED_JAVA_KEYS: &[&str] = &[
 ];
 
 fn default_store_root() -> String {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join("store").to_string_lossy().into_owned()
 }
 
@@ -131,19 +133,40 @@ impl BrokerConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let bad = |key: &'static str, reason: String| Err(InvalidConfig { key, reason });
         if !matches!(self.flush_disk_type.as_str(), "ASYNC_FLUSH" | "SYNC_FLUSH") {
-            return bad("flushDiskType", format!("`{}` is neither ASYNC_FLUSH nor SYNC_FLUSH", self.flush_disk_type));
+            return bad(
+                "flushDiskType",
+                format!(
+                    "`{}` is neither ASYNC_FLUSH nor SYNC_FLUSH",
+                    self.flush_disk_type
+                ),
+            );
         }
-        if !matches!(self.broker_role.as_str(), "ASYNC_MASTER" | "SYNC_MASTER" | "SLAVE") {
-            return bad("brokerRole", format!("`{}` is not ASYNC_MASTER, SYNC_MASTER or SLAVE", self.broker_role));
+        if !matches!(
+            self.broker_role.as_str(),
+            "ASYNC_MASTER" | "SYNC_MASTER" | "SLAVE"
+        ) {
+            return bad(
+                "brokerRole",
+                format!(
+                    "`{}` is not ASYNC_MASTER, SYNC_MASTER or SLAVE",
+                    self.broker_role
+                ),
+            );
         }
         if self.broker_name.is_empty() {
             return bad("brokerName", "must not be empty".into());
         }
         if self.listen_port < 3 {
-            return bad("listenPort", "must leave room for the fast port (listenPort - 2)".into());
+            return bad(
+                "listenPort",
+                "must leave room for the fast port (listenPort - 2)".into(),
+            );
         }
         if self.mapped_file_size_consume_queue % 20 != 0 {
-            return bad("mappedFileSizeConsumeQueue", "must be a multiple of 20 (the entry size)".into());
+            return bad(
+                "mappedFileSizeConsumeQueue",
+                "must be a multiple of 20 (the entry size)".into(),
+            );
         }
         if !(1..=100).contains(&self.disk_max_used_space_ratio) {
             return bad("diskMaxUsedSpaceRatio", "must be between 1 and 100".into());
@@ -152,7 +175,13 @@ impl BrokerConfig {
             return bad("defaultTopicQueueNums", "must be positive".into());
         }
         if parse_delay_levels(&self.message_delay_level).is_none() {
-            return bad("messageDelayLevel", format!("`{}` is not a list like `1s 5s 1m 2h`", self.message_delay_level));
+            return bad(
+                "messageDelayLevel",
+                format!(
+                    "`{}` is not a list like `1s 5s 1m 2h`",
+                    self.message_delay_level
+                ),
+            );
         }
         Ok(())
     }
@@ -183,7 +212,11 @@ impl BrokerConfig {
 
 /// Splits `host:port;host:port` lists.
 pub fn split_addrs(s: &str) -> Vec<String> {
-    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+    s.split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Parses `1s 5s 1m 2h 1d` into milliseconds.

@@ -51,7 +51,12 @@ impl ArrivalSignals {
 
     /// Wakes every parked pull (shutdown, topic deletion).
     pub fn notify_all(&self) {
-        for queues in self.queues.read().unwrap_or_else(|p| p.into_inner()).values() {
+        for queues in self
+            .queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             for n in queues.values() {
                 n.notify_waiters();
             }

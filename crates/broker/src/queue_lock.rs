@@ -41,7 +41,12 @@ impl QueueLocks {
 
     /// Locks (or renews) every queue that is free, expired or already held by `client_id`;
     /// returns those now held by it.
-    pub fn try_lock_batch(&self, group: &str, mqs: &[MessageQueue], client_id: &str) -> Vec<MessageQueue> {
+    pub fn try_lock_batch(
+        &self,
+        group: &str,
+        mqs: &[MessageQueue],
+        client_id: &str,
+    ) -> Vec<MessageQueue> {
         let now = Instant::now();
         let mut table = self.table();
         let locks = table.entry(group.to_owned()).or_default();
@@ -83,9 +88,11 @@ impl QueueLocks {
     /// Whether `group` holds any unexpired lock (a retry send from such a group goes to the DLQ).
     pub fn group_holds_lock(&self, group: &str) -> bool {
         let now = Instant::now();
-        self.table()
-            .get(group)
-            .is_some_and(|locks| locks.values().any(|l| now.duration_since(l.renewed) <= self.max_live))
+        self.table().get(group).is_some_and(|locks| {
+            locks
+                .values()
+                .any(|l| now.duration_since(l.renewed) <= self.max_live)
+        })
     }
 }
 
@@ -105,11 +112,26 @@ mod tests {
     fn locks_are_exclusive_until_expiry() {
         let locks = QueueLocks::new(Duration::from_millis(50));
         assert_eq!(locks.try_lock_batch("g", &[mq(0), mq(1)], "c1").len(), 2);
-        assert_eq!(locks.try_lock_batch("g", &[mq(1), mq(2)], "c2"), vec![mq(2)]);
-        assert_eq!(locks.try_lock_batch("g", &[mq(0)], "c1"), vec![mq(0)], "renewal");
-        assert_eq!(locks.try_lock_batch("other", &[mq(0)], "c2"), vec![mq(0)], "groups are separate");
+        assert_eq!(
+            locks.try_lock_batch("g", &[mq(1), mq(2)], "c2"),
+            vec![mq(2)]
+        );
+        assert_eq!(
+            locks.try_lock_batch("g", &[mq(0)], "c1"),
+            vec![mq(0)],
+            "renewal"
+        );
+        assert_eq!(
+            locks.try_lock_batch("other", &[mq(0)], "c2"),
+            vec![mq(0)],
+            "groups are separate"
+        );
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(locks.try_lock_batch("g", &[mq(0)], "c2"), vec![mq(0)], "expired lock is free");
+        assert_eq!(
+            locks.try_lock_batch("g", &[mq(0)], "c2"),
+            vec![mq(0)],
+            "expired lock is free"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod body;
 pub mod code;
 pub mod codec;
 pub mod command;
+pub mod filter;
 pub mod header;
 pub mod java_properties;
 pub mod message;

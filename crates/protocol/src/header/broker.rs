@@ -44,7 +44,13 @@ const SEND_KEYS: [(&str, &str); 14] = [
 
 impl SendMessageRequestHeader {
     fn read_with(ext: &ExtFields, short: bool) -> Result<Self, HeaderError> {
-        let key = |i: usize| if short { SEND_KEYS[i].1 } else { SEND_KEYS[i].0 };
+        let key = |i: usize| {
+            if short {
+                SEND_KEYS[i].1
+            } else {
+                SEND_KEYS[i].0
+            }
+        };
         Ok(SendMessageRequestHeader {
             producer_group: HeaderField::read_field(ext, key(0))?,
             topic: HeaderField::read_field(ext, key(1))?,
@@ -66,7 +72,13 @@ impl SendMessageRequestHeader {
     }
 
     fn write_with(&self, ext: &mut ExtFields, short: bool) {
-        let key = |i: usize| if short { SEND_KEYS[i].1 } else { SEND_KEYS[i].0 };
+        let key = |i: usize| {
+            if short {
+                SEND_KEYS[i].1
+            } else {
+                SEND_KEYS[i].0
+            }
+        };
         self.producer_group.write_field(ext, key(0));
         self.topic.write_field(ext, key(1));
         self.default_topic.write_field(ext, key(2));
