@@ -434,7 +434,8 @@ mod tests {
 
     #[test]
     fn go_unknown_enum_names_take_defaults() {
-        let raw = r#"{"groupName":"g","consumeFromWhere":"UNKNOWN","consumeType":"CONSUME_ACTIVELY"}"#;
+        let raw =
+            r#"{"groupName":"g","consumeFromWhere":"UNKNOWN","consumeType":"CONSUME_ACTIVELY"}"#;
         let c: ConsumerData = serde_json::from_str(raw).unwrap();
         assert_eq!(c.consume_from_where, ConsumeFromWhere::LastOffset);
         assert_eq!(c.consume_type, ConsumeType::Actively);
@@ -457,7 +458,8 @@ mod tests {
 
     #[test]
     fn subscription_group_keeps_unknown_fields() {
-        let raw = r#"{"groupName":"g1","retryMaxTimes":3,"groupRetryPolicy":{"type":"CUSTOMIZED"}}"#;
+        let raw =
+            r#"{"groupName":"g1","retryMaxTimes":3,"groupRetryPolicy":{"type":"CUSTOMIZED"}}"#;
         let g: SubscriptionGroupConfig = serde_json::from_str(raw).unwrap();
         assert_eq!(g.retry_max_times, 3);
         assert!(g.consume_enable);

@@ -1,0 +1,3 @@
+//! Async Rust client for RocketMQ-compatible clusters.
+
+pub mod rebalance;
