@@ -10,6 +10,7 @@ pub mod filter;
 pub mod header;
 pub mod java_properties;
 pub mod message;
+pub mod naming;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use command::{Body, ExtFields, RemotingCommand, SerializeType};
