@@ -41,56 +41,136 @@ impl SerializeType {
     }
 }
 
-/// The header field map. Small (a handful to ~20 entries), so a vector with linear lookup beats
-/// a hash map and keeps insertion order; inserting an existing key replaces it (last one wins, as
-/// in Java when a binary header carries a key twice).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtFields(Vec<(String, String)>);
+/// The header field map.
+///
+/// Every request carries one, so it is laid out for decoding speed: all keys and values live in
+/// one text buffer and entries are spans into it, two allocations per command instead of two per
+/// field. Maps are small (a handful to ~20 entries), so lookups scan, newest entry first; that
+/// makes the last of duplicate keys win (as in Java, where a binary header may carry a key twice)
+/// without a duplicate check on every decoded field.
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    text: String,
+    spans: Vec<Span>,
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    key: (u32, u32),
+    value: (u32, u32),
+}
 
 impl ExtFields {
     pub fn new() -> Self {
-        ExtFields(Vec::new())
+        ExtFields::default()
     }
 
-    pub fn with_capacity(n: usize) -> Self {
-        ExtFields(Vec::with_capacity(n))
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+    pub fn with_capacity(entries: usize, text: usize) -> Self {
+        ExtFields {
+            text: String::with_capacity(text),
+            spans: Vec::with_capacity(entries),
         }
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        let idx = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.swap_remove(idx).1)
+    fn slice(&self, (start, end): (u32, u32)) -> &str {
+        &self.text[start as usize..end as usize]
     }
 
+    fn position(&self, key: &str) -> Option<usize> {
+        // Byte comparison: slicing the `str` would re-check char boundaries on every probe.
+        let text = self.text.as_bytes();
+        let key = key.as_bytes();
+        self.spans.iter().rposition(|s| {
+            let (start, end) = (s.key.0 as usize, s.key.1 as usize);
+            end - start == key.len() && &text[start..end] == key
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key).map(|i| self.slice(self.spans[i].value))
+    }
+
+    /// Sets a field, replacing an earlier value of the same key.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let key = key.as_ref();
+        if let Some(i) = self.position(key) {
+            self.spans.remove(i);
+        }
+        self.push(key, value.as_ref());
+    }
+
+    /// Appends a field without looking for an earlier one (decoders; last one wins on lookup).
+    pub fn push(&mut self, key: &str, value: &str) {
+        let key = self.append(key);
+        let value = self.append(value);
+        self.spans.push(Span { key, value });
+    }
+
+    /// Appends a field whose value is written by `write` straight into the buffer.
+    pub(crate) fn push_with(&mut self, key: &str, write: impl FnOnce(&mut String)) {
+        let key = self.append(key);
+        let start = self.text.len() as u32;
+        write(&mut self.text);
+        let value = (start, self.text.len() as u32);
+        self.spans.push(Span { key, value });
+    }
+
+    fn append(&mut self, s: &str) -> (u32, u32) {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        (start, self.text.len() as u32)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.position(key)?;
+        let value = self.slice(self.spans[i].value).to_owned();
+        self.spans.remove(i);
+        // Drop shadowed duplicates too, so the key is really gone.
+        while let Some(j) = self.position(key) {
+            self.spans.remove(j);
+        }
+        Some(value)
+    }
+
+    /// Number of entries (a key pushed twice counts twice).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
     }
 
+    /// Entries in insertion order; for duplicate keys only the winning (last) one.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.spans.iter().enumerate().filter_map(move |(i, s)| {
+            let key = self.slice(s.key);
+            let shadowed = self.spans[i + 1..]
+                .iter()
+                .any(|later| self.slice(later.key) == key);
+            (!shadowed).then(|| (key, self.slice(s.value)))
+        })
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+impl PartialEq for ExtFields {
+    /// Equal when both hold the same effective key → value map, whatever the order.
+    fn eq(&self, other: &Self) -> bool {
+        let mine: Vec<_> = self.iter().collect();
+        let theirs: Vec<_> = other.iter().collect();
+        mine.len() == theirs.len() && mine.iter().all(|(k, v)| other.get(k) == Some(*v))
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl std::fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut ext = ExtFields::new();
         for (k, v) in iter {
@@ -293,6 +373,11 @@ mod tests {
         assert_eq!(ext.len(), 2);
         assert_eq!(ext.remove("a").as_deref(), Some("3"));
         assert_eq!(ext.get("a"), None);
+        ext.push("b", "4");
+        assert_eq!(ext.get("b"), Some("4"), "pushed duplicates: last wins");
+        assert_eq!(ext.iter().collect::<Vec<_>>(), vec![("b", "4")]);
+        let same: ExtFields = [("b", "4")].into_iter().collect();
+        assert_eq!(ext, same);
     }
 
     #[test]

@@ -33,11 +33,9 @@ impl<'a> Reader<'a> {
     fn len(&mut self, raw: i64, what: &'static str) -> Result<usize, FrameError> {
         usize::try_from(raw).map_err(|_| FrameError::Binary(what))
     }
-    fn string(&mut self, len: usize, what: &'static str) -> Result<String, FrameError> {
+    fn str(&mut self, len: usize, what: &'static str) -> Result<&'a str, FrameError> {
         let b = self.take(len, what)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| FrameError::Binary("string is not UTF-8"))
+        std::str::from_utf8(b).map_err(|_| FrameError::Binary("string is not UTF-8"))
     }
 }
 
@@ -53,23 +51,23 @@ pub(crate) fn decode_binary_header(buf: &[u8]) -> Result<HeaderFields, FrameErro
     let remark_len = r.len(remark_len as i64, "negative remark length")?;
     let remark = match remark_len {
         0 => None,
-        n => Some(r.string(n, "remark longer than header")?),
+        n => Some(r.str(n, "remark longer than header")?.to_owned()),
     };
     let ext_len = r.i32("missing extFields length")?;
     let ext_len = r.len(ext_len as i64, "negative extFields length")?;
     let block = r.take(ext_len, "extFields block longer than header")?;
-    let mut ext = ExtFields::new();
+    let mut ext = ExtFields::with_capacity(16, block.len());
     let mut m = Reader { buf: block, pos: 0 };
     while m.pos < block.len() {
         let klen = m.i16("truncated map key length")?;
         let klen = m.len(klen as i64, "negative map key length")?;
-        let key = m.string(klen, "map key longer than block")?;
+        let key = m.str(klen, "map key longer than block")?;
         let vlen = m.i32("truncated map value length")?;
         let vlen = m.len(vlen as i64, "negative map value length")?;
-        let value = m.string(vlen, "map value longer than block")?;
+        let value = m.str(vlen, "map value longer than block")?;
         // A zero-length string decodes as null in Java; null keys or values are not fields.
         if !key.is_empty() && !value.is_empty() {
-            ext.insert(key, value);
+            ext.push(key, value);
         }
     }
     Ok(HeaderFields {

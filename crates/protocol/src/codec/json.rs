@@ -95,6 +95,86 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// A JSON object key, borrowed from the input when it has no escapes (nearly always).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_owned().into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Writes one extFields value straight into the map's buffer, turning numbers and booleans
+/// into the strings Java would have sent.
+struct ValueInto<'a> {
+    ext: &'a mut ExtFields,
+    key: &'a str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ValueInto<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueInto<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an extFields value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.ext.push(self.key, v);
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.ext
+            .push_with(self.key, |t| t.push_str(itoa_buf(v).as_str()));
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.ext.push_with(self.key, |t| t.push_str(&v.to_string()));
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.ext.push_with(self.key, |t| t.push_str(&v.to_string()));
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.ext.push(self.key, if v { "true" } else { "false" });
+        Ok(())
+    }
+    /// Null means "no such field".
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    /// Nested values are not header fields; skip them rather than fail the request.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
 struct ExtVisitor;
 
 impl<'de> Visitor<'de> for ExtVisitor {
@@ -107,11 +187,12 @@ impl<'de> Visitor<'de> for ExtVisitor {
         Ok(ExtFields::new())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
-        let mut ext = ExtFields::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some((k, v)) = map.next_entry::<String, Scalar>()? {
-            if let Some(v) = v.into_string() {
-                ext.insert(k, v);
-            }
+        let mut ext = ExtFields::with_capacity(16, 256);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            map.next_value_seed(ValueInto {
+                ext: &mut ext,
+                key: &key,
+            })?;
         }
         Ok(ext)
     }
@@ -206,8 +287,7 @@ pub(crate) fn encode_json_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
 }
 
 fn put_int(dst: &mut BytesMut, v: i64) {
-    let mut buf = itoa_buf(v);
-    dst.put_slice(buf.as_bytes_mut());
+    dst.put_slice(itoa_buf(v).as_str().as_bytes());
 }
 
 /// Small stack formatter for integers, to avoid a `String` per number.
@@ -217,8 +297,9 @@ struct IntBuf {
 }
 
 impl IntBuf {
-    fn as_bytes_mut(&mut self) -> &[u8] {
-        &self.bytes[self.start..]
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and '-' are ever written.
+        std::str::from_utf8(&self.bytes[self.start..]).unwrap_or("0")
     }
 }
 
@@ -280,7 +361,7 @@ mod tests {
     #[test]
     fn integers_format_like_display() {
         for v in [0i64, 7, -1, 479, i64::MIN, i64::MAX, i32::MIN as i64] {
-            assert_eq!(itoa_buf(v).as_bytes_mut(), v.to_string().as_bytes());
+            assert_eq!(itoa_buf(v).as_str(), v.to_string());
         }
     }
 

@@ -1,0 +1,79 @@
+//! Hot-path codec benchmarks: decoding a producer's SEND_MESSAGE_V2 frame (JSON and binary
+//! headers), reading its typed header, and encoding the send response.
+
+use bytes::BytesMut;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use ferrymq_protocol::codec::{encode_frame, RemotingCodec};
+use ferrymq_protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
+use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
+use tokio_util::codec::Decoder;
+
+fn send_request(ty: SerializeType) -> RemotingCommand {
+    let header = SendMessageRequestHeader {
+        producer_group: "benchmark_producer_group".into(),
+        topic: "BenchmarkTopic".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 3,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: Some("UNIQ_KEY\u{1}7F0000010B2C18B4AAC2713D54F70000\u{2}WAIT\u{1}true\u{2}TAGS\u{1}TagA\u{2}".into()),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        batch: Some(false),
+        max_reconsume_times: None,
+        broker_name: Some("broker-a".into()),
+    };
+    let mut cmd = RemotingCommand::request(RequestCode::SendMessageV2).with_body(vec![b'x'; 1024]);
+    header.write_v2(&mut cmd.ext_fields);
+    cmd.opaque = 12345;
+    cmd.serialize_type = ty;
+    cmd
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_send_frame");
+    group.throughput(Throughput::Elements(1));
+    for (name, ty) in [
+        ("json", SerializeType::Json),
+        ("binary", SerializeType::RocketMq),
+    ] {
+        let frame = encode_frame(&send_request(ty)).unwrap().freeze();
+        group.bench_function(name, |b| {
+            let mut codec = RemotingCodec::default();
+            b.iter(|| {
+                let mut buf = BytesMut::from(&frame[..]);
+                let cmd = codec.decode(&mut buf).unwrap().unwrap();
+                black_box(SendMessageRequestHeader::read_v2(&cmd.ext_fields).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let request = send_request(SerializeType::Json);
+    c.bench_function("encode_send_response", |b| {
+        b.iter(|| {
+            let response = RemotingCommand::response_to(&request, ResponseCode::Success)
+                .with_header(&SendMessageResponseHeader {
+                    msg_id: "7F00000100002A9F0000000000001234".into(),
+                    queue_id: 3,
+                    queue_offset: 123_456,
+                    transaction_id: None,
+                    batch_uniq_id: None,
+                    msg_region: Some("DefaultRegion".into()),
+                    trace_on: Some("true".into()),
+                });
+            black_box(encode_frame(&response).unwrap())
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(2));
+    targets = decode, encode
+}
+criterion_main!(benches);
