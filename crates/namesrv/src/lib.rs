@@ -1,0 +1,1 @@
+//! NameServer: the broker registry and topic route table that clients and brokers talk to.

@@ -1,0 +1,522 @@
+//! The single append thread and the file allocator.
+//!
+//! Puts arrive over a channel; the thread drains whatever is queued (up to a batch), encodes each
+//! record straight into the mapped commit-log file, assigns queue offsets per topic/queue in
+//! append order, publishes the new end once per drained batch, wakes the dispatcher, and then
+//! either answers the puts or hands them to the group-commit flusher. Because only this thread
+//! writes, no lock is held while encoding.
+//!
+//! The allocator thread creates, reserves and touches the next segment while the current one
+//! fills, so rolling to a new file costs the appender nothing but a hand-over.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrymq_protocol::message::record::{write_blank, MessageRecord, BLANK_RECORD_LEN};
+use ferrymq_protocol::message::{batch, sys_flag};
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
+
+use crate::config::FlushDiskType;
+use crate::error::Result;
+use crate::flush::FlushWaiter;
+use crate::mapped_file::MappedFile;
+use crate::put::{
+    AppendMessageResult, MessageBatch, MessageInner, PutMessageResult, PutMessageStatus,
+};
+use crate::store::StoreInner;
+use crate::util::now_ms;
+
+/// Most requests handled between two publications.
+const MAX_DRAIN: usize = 1024;
+
+pub(crate) enum AppendRequest {
+    Put {
+        msg: MessageInner,
+        body_crc: i32,
+        wait: bool,
+        tx: oneshot::Sender<PutMessageResult>,
+    },
+    PutBatch {
+        batch: MessageBatch,
+        body_crcs: Vec<i32>,
+        wait: bool,
+        tx: oneshot::Sender<PutMessageResult>,
+    },
+}
+
+#[derive(Default)]
+struct AllocState {
+    wanted: Option<i64>,
+    in_progress: Option<i64>,
+    ready: Option<(i64, Result<Arc<MappedFile>>)>,
+    stop: bool,
+}
+
+/// Prepares the next commit-log segment in the background.
+pub(crate) struct Allocator {
+    dir: PathBuf,
+    file_size: usize,
+    warm: bool,
+    state: Mutex<AllocState>,
+    cv: Condvar,
+}
+
+impl Allocator {
+    pub fn new(dir: PathBuf, file_size: usize, warm: bool) -> Allocator {
+        Allocator {
+            dir,
+            file_size,
+            warm,
+            state: Mutex::new(AllocState::default()),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Asks for the segment at `offset` to be prepared.
+    pub fn request(&self, offset: i64) {
+        let mut st = self.state.lock();
+        if st.ready.as_ref().is_some_and(|(o, _)| *o == offset) || st.in_progress == Some(offset) {
+            return;
+        }
+        st.wanted = Some(offset);
+        self.cv.notify_all();
+    }
+
+    /// The segment at `offset`: the prepared one if it matches, else created here.
+    pub fn take(&self, offset: i64) -> Result<Arc<MappedFile>> {
+        let mut st = self.state.lock();
+        while st.in_progress == Some(offset) {
+            self.cv.wait(&mut st);
+        }
+        let ready = st.ready.take();
+        drop(st);
+        let file = match ready {
+            Some((o, r)) if o == offset => r?,
+            Some((_, Ok(stale))) => {
+                let _ = stale.destroy();
+                Arc::new(MappedFile::create(
+                    &self.dir,
+                    offset,
+                    self.file_size,
+                    false,
+                )?)
+            }
+            _ => Arc::new(MappedFile::create(
+                &self.dir,
+                offset,
+                self.file_size,
+                false,
+            )?),
+        };
+        self.request(offset + self.file_size as i64);
+        Ok(file)
+    }
+
+    pub fn stop(&self) {
+        self.state.lock().stop = true;
+        self.cv.notify_all();
+    }
+
+    pub fn run(&self) {
+        loop {
+            let offset = {
+                let mut st = self.state.lock();
+                loop {
+                    if st.stop {
+                        return;
+                    }
+                    if let Some(o) = st.wanted.take() {
+                        st.in_progress = Some(o);
+                        break o;
+                    }
+                    self.cv.wait(&mut st);
+                }
+            };
+            let started = Instant::now();
+            let r = MappedFile::create(&self.dir, offset, self.file_size, self.warm).map(Arc::new);
+            tracing::debug!(offset, elapsed = ?started.elapsed(), "pre-allocated commit log file");
+            let mut st = self.state.lock();
+            st.in_progress = None;
+            st.ready = Some((offset, r));
+            self.cv.notify_all();
+        }
+    }
+}
+
+struct Ack {
+    wait: bool,
+    result: PutMessageResult,
+    tx: oneshot::Sender<PutMessageResult>,
+}
+
+/// State owned by the append thread.
+pub(crate) struct Appender {
+    inner: Arc<StoreInner>,
+    file: Option<Arc<MappedFile>>,
+    last_store_timestamp: i64,
+}
+
+impl Appender {
+    pub fn new(inner: Arc<StoreInner>) -> Appender {
+        let file = inner.commit_log.files().last_file();
+        let last = inner.last_store_timestamp.load(Ordering::Acquire);
+        Appender {
+            inner,
+            file,
+            last_store_timestamp: last,
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<AppendRequest>) {
+        let mut pending = Vec::with_capacity(MAX_DRAIN);
+        let mut acks: Vec<Ack> = Vec::with_capacity(MAX_DRAIN);
+        while let Ok(first) = rx.recv() {
+            pending.push(first);
+            while pending.len() < MAX_DRAIN {
+                match rx.try_recv() {
+                    Ok(r) => pending.push(r),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            {
+                let inner = self.inner.clone();
+                let mut offsets = inner.queue_offsets.lock();
+                for req in pending.drain(..) {
+                    acks.push(self.handle(req, &mut offsets));
+                }
+            }
+            self.publish();
+            self.answer(&mut acks);
+        }
+    }
+
+    fn publish(&mut self) {
+        if let Some(f) = &self.file {
+            self.inner
+                .commit_log
+                .publish(f.file_from_offset() + f.wrote_position() as i64);
+        }
+        self.inner
+            .last_store_timestamp
+            .store(self.last_store_timestamp, Ordering::Release);
+        self.inner.dispatch_signal.notify();
+    }
+
+    fn answer(&mut self, acks: &mut Vec<Ack>) {
+        let sync = self.inner.config.flush_disk_type == FlushDiskType::SyncFlush;
+        let deadline = Instant::now() + self.inner.config.sync_flush_timeout;
+        let mut waiters = Vec::new();
+        for ack in acks.drain(..) {
+            match (&ack.result.append, sync && ack.wait) {
+                (Some(a), true) if ack.result.status == PutMessageStatus::PutOk => {
+                    waiters.push(FlushWaiter {
+                        end_offset: a.end_offset(),
+                        deadline,
+                        result: ack.result,
+                        tx: ack.tx,
+                    });
+                }
+                _ => {
+                    let _ = ack.tx.send(ack.result);
+                }
+            }
+        }
+        if !waiters.is_empty() {
+            self.inner.group_commit.enqueue(waiters);
+        } else if sync {
+            self.inner.group_commit.wake();
+        }
+    }
+
+    fn handle(&mut self, req: AppendRequest, offsets: &mut QueueOffsets) -> Ack {
+        match req {
+            AppendRequest::Put {
+                msg,
+                body_crc,
+                wait,
+                tx,
+            } => Ack {
+                wait,
+                result: self.append_one(&msg, body_crc, offsets),
+                tx,
+            },
+            AppendRequest::PutBatch {
+                batch,
+                body_crcs,
+                wait,
+                tx,
+            } => Ack {
+                wait,
+                result: self.append_batch(&batch, &body_crcs, offsets),
+                tx,
+            },
+        }
+    }
+
+    fn store_timestamp(&mut self) -> i64 {
+        // Monotonic so time searches over a file stay ordered even if the clock steps back.
+        self.last_store_timestamp = now_ms().max(self.last_store_timestamp);
+        self.last_store_timestamp
+    }
+
+    /// Returns the file and position where `len` bytes fit, rolling to a new file (after writing
+    /// the end-of-file marker) when the current one cannot take `len + 8`.
+    fn reserve(&mut self, len: usize) -> Result<(Arc<MappedFile>, usize), PutMessageResult> {
+        let file_size = self.inner.commit_log.file_size();
+        if len + BLANK_RECORD_LEN > file_size {
+            return Err(PutMessageResult::failed(
+                PutMessageStatus::MessageIllegal,
+                "message larger than a commit log file",
+            ));
+        }
+        if let Some(f) = &self.file {
+            let pos = f.wrote_position();
+            let remaining = file_size - pos;
+            if len + BLANK_RECORD_LEN <= remaining {
+                return Ok((f.clone(), pos));
+            }
+            if remaining >= BLANK_RECORD_LEN {
+                // SAFETY: single writer, bytes past the published position.
+                let area = unsafe { f.write_area(pos, BLANK_RECORD_LEN) };
+                let _ = write_blank(area, remaining as i32);
+            }
+            f.set_wrote_position(file_size);
+        }
+        let next = match &self.file {
+            Some(f) => f.end_offset(),
+            None => self.inner.commit_log.max_offset() / file_size as i64 * file_size as i64,
+        };
+        match self.inner.allocator.take(next) {
+            Ok(f) => {
+                self.inner.commit_log.files().push(f.clone());
+                self.file = Some(f.clone());
+                Ok((f, 0))
+            }
+            Err(e) => {
+                tracing::error!("cannot create commit log file at {next}: {e}");
+                Err(PutMessageResult::failed(
+                    PutMessageStatus::CreateMappedFileFailed,
+                    "cannot create commit log file",
+                ))
+            }
+        }
+    }
+
+    fn append_one(
+        &mut self,
+        msg: &MessageInner,
+        body_crc: i32,
+        offsets: &mut QueueOffsets,
+    ) -> PutMessageResult {
+        let counts = !sys_flag::is_prepared_or_rollback(msg.sys_flag);
+        let queue_offset = if counts {
+            offsets.current(&msg.topic, msg.queue_id)
+        } else {
+            0
+        };
+        let store_timestamp = self.store_timestamp();
+        let mut rec = MessageRecord {
+            topic: &msg.topic,
+            queue_id: msg.queue_id,
+            flag: msg.flag,
+            queue_offset,
+            physical_offset: 0,
+            sys_flag: msg.sys_flag,
+            born_timestamp: msg.born_timestamp,
+            born_host: msg.born_host,
+            store_timestamp,
+            store_host: msg.store_host,
+            reconsume_times: msg.reconsume_times,
+            prepared_transaction_offset: msg.prepared_transaction_offset,
+            body: &msg.body,
+            body_crc: Some(body_crc),
+            properties: &msg.properties,
+        };
+        let len = match rec.encoded_len() {
+            Ok(l) => l,
+            Err(_) => {
+                return PutMessageResult::failed(
+                    PutMessageStatus::MessageIllegal,
+                    "message cannot be encoded",
+                )
+            }
+        };
+        let (file, pos) = match self.reserve(len) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        rec.physical_offset = file.file_from_offset() + pos as i64;
+        // SAFETY: single writer, unpublished bytes; the slice is dropped before publishing.
+        let area = unsafe { file.write_area(pos, len) };
+        if rec.encode_into(area).is_err() {
+            return PutMessageResult::failed(PutMessageStatus::UnknownError, "encode failed");
+        }
+        file.set_wrote_position(pos + len);
+        if counts {
+            offsets.advance(&msg.topic, msg.queue_id, 1);
+        }
+        PutMessageResult {
+            status: PutMessageStatus::PutOk,
+            append: Some(AppendMessageResult {
+                wrote_offset: rec.physical_offset,
+                wrote_bytes: len,
+                logics_offset: queue_offset,
+                store_timestamp,
+                msg_num: 1,
+                store_host: msg.store_host,
+                element_offsets: Vec::new(),
+            }),
+            remark: None,
+        }
+    }
+
+    fn append_batch(
+        &mut self,
+        b: &MessageBatch,
+        crcs: &[i32],
+        offsets: &mut QueueOffsets,
+    ) -> PutMessageResult {
+        let store_timestamp = self.store_timestamp();
+        let first_queue_offset = offsets.current(&b.topic, b.queue_id);
+        let mut total = 0;
+        let mut count = 0;
+        for (i, e) in batch::decode(&b.body).enumerate() {
+            let Ok(e) = e else {
+                return PutMessageResult::failed(
+                    PutMessageStatus::MessageIllegal,
+                    "malformed batch",
+                );
+            };
+            match batch_record(
+                b,
+                e,
+                first_queue_offset + i as i64,
+                store_timestamp,
+                crcs.get(i).copied(),
+            )
+            .encoded_len()
+            {
+                Ok(l) => total += l,
+                Err(_) => {
+                    return PutMessageResult::failed(
+                        PutMessageStatus::MessageIllegal,
+                        "batch element cannot be encoded",
+                    )
+                }
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return PutMessageResult::failed(PutMessageStatus::MessageIllegal, "empty batch");
+        }
+        let (file, start) = match self.reserve(total) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let mut pos = start;
+        let mut element_offsets = Vec::with_capacity(count);
+        for (i, e) in batch::decode(&b.body).enumerate() {
+            let Ok(e) = e else { break };
+            let mut rec = batch_record(
+                b,
+                e,
+                first_queue_offset + i as i64,
+                store_timestamp,
+                crcs.get(i).copied(),
+            );
+            rec.physical_offset = file.file_from_offset() + pos as i64;
+            let len = rec.encoded_len().unwrap_or(0);
+            // SAFETY: single writer, unpublished bytes; reserve() checked the whole batch fits.
+            let area = unsafe { file.write_area(pos, len) };
+            if rec.encode_into(area).is_err() {
+                break;
+            }
+            element_offsets.push(rec.physical_offset);
+            pos += len;
+        }
+        file.set_wrote_position(pos);
+        offsets.advance(&b.topic, b.queue_id, element_offsets.len() as i64);
+        PutMessageResult {
+            status: PutMessageStatus::PutOk,
+            append: Some(AppendMessageResult {
+                wrote_offset: file.file_from_offset() + start as i64,
+                wrote_bytes: pos - start,
+                logics_offset: first_queue_offset,
+                store_timestamp,
+                msg_num: element_offsets.len(),
+                store_host: b.store_host,
+                element_offsets,
+            }),
+            remark: None,
+        }
+    }
+}
+
+fn batch_record<'a>(
+    b: &'a MessageBatch,
+    e: batch::BatchElement<'a>,
+    queue_offset: i64,
+    store_timestamp: i64,
+    body_crc: Option<i32>,
+) -> MessageRecord<'a> {
+    MessageRecord {
+        topic: &b.topic,
+        queue_id: b.queue_id,
+        flag: e.flag,
+        queue_offset,
+        physical_offset: 0,
+        sys_flag: b.sys_flag,
+        born_timestamp: b.born_timestamp,
+        born_host: b.born_host,
+        store_timestamp,
+        store_host: b.store_host,
+        reconsume_times: b.reconsume_times,
+        prepared_transaction_offset: 0,
+        body: e.body,
+        body_crc,
+        properties: e.properties,
+    }
+}
+
+/// Next queue offset per topic and queue id (Java's topicQueueTable).
+#[derive(Default)]
+pub(crate) struct QueueOffsets {
+    map: HashMap<String, HashMap<i32, i64>>,
+}
+
+impl QueueOffsets {
+    pub fn current(&self, topic: &str, queue_id: i32) -> i64 {
+        self.map
+            .get(topic)
+            .and_then(|m| m.get(&queue_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn advance(&mut self, topic: &str, queue_id: i32, n: i64) {
+        if let Some(m) = self.map.get_mut(topic) {
+            *m.entry(queue_id).or_insert(0) += n;
+            return;
+        }
+        self.map
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, n);
+    }
+
+    pub fn set(&mut self, topic: &str, queue_id: i32, offset: i64) {
+        self.map
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, offset);
+    }
+
+    pub fn remove_topic(&mut self, topic: &str) {
+        self.map.remove(topic);
+    }
+}

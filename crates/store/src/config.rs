@@ -1,0 +1,181 @@
+//! Store settings, named after RocketMQ's `MessageStoreConfig` keys so broker.conf values map one
+//! to one. Defaults are RocketMQ's; tests shrink the file sizes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When an acknowledged append is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushDiskType {
+    /// Acknowledge after the append; a background thread flushes every `flush_interval_commit_log`.
+    AsyncFlush,
+    /// Acknowledge after the data is on disk (group commit), unless the message says `WAIT=false`.
+    SyncFlush,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `storePathRootDir`: holds commitlog/, consumequeue/, index/, checkpoint, abort, lock, config/.
+    pub store_path_root_dir: PathBuf,
+    /// `mappedFileSizeCommitLog` (1 GiB).
+    pub mapped_file_size_commit_log: usize,
+    /// `mappedFileSizeConsumeQueue`: 300 000 entries × 20 bytes. Must be a multiple of 20.
+    pub mapped_file_size_consume_queue: usize,
+    pub flush_disk_type: FlushDiskType,
+    /// `flushIntervalCommitLog` (500 ms).
+    pub flush_interval_commit_log: Duration,
+    /// `flushCommitLogLeastPages` (4 pages of 4 KiB) for the async flusher.
+    pub flush_commit_log_least_pages: usize,
+    /// `flushCommitLogThoroughInterval` (10 s): flush everything at least this often.
+    pub flush_commit_log_thorough_interval: Duration,
+    /// `syncFlushTimeout` (5 s).
+    pub sync_flush_timeout: Duration,
+    /// `flushIntervalConsumeQueue` (1 s); also when index files and the checkpoint are flushed.
+    pub flush_interval_consume_queue: Duration,
+    /// `maxMessageSize` (4 MiB) of a message body.
+    pub max_message_size: usize,
+    /// `messageIndexEnable`.
+    pub message_index_enable: bool,
+    /// `maxHashSlotNum` (5 000 000).
+    pub max_hash_slot_num: usize,
+    /// `maxIndexNum` (20 000 000).
+    pub max_index_num: usize,
+    /// `checkCRCOnRecover`.
+    pub check_crc_on_recover: bool,
+    /// `warmMapedFileEnable`: touch every page of a new commit-log file before it is used.
+    pub warm_mapped_file_enable: bool,
+    /// `fileReservedTime` (72 h).
+    pub file_reserved_time: Duration,
+    /// `deleteWhen` ("04"): hours of day, `;`-separated, when expired files are deleted.
+    pub delete_when: String,
+    /// `diskMaxUsedSpaceRatio` (75 %): above it expired files are deleted at any hour.
+    pub disk_max_used_space_ratio: f64,
+    /// `diskSpaceCleanForciblyRatio` (85 %): above it the oldest files go even if not expired.
+    pub disk_space_clean_forcibly_ratio: f64,
+    /// `diskSpaceWarningLevelRatio` (90 %): above it writes are refused.
+    pub disk_space_warning_level_ratio: f64,
+    /// `cleanResourceInterval` (10 s).
+    pub clean_resource_interval: Duration,
+    /// `deleteFileBatchMax` (10).
+    pub delete_file_batch_max: usize,
+    /// `maxTransferBytesOnMessageInMemory` (256 KiB).
+    pub max_transfer_bytes_on_message_in_memory: usize,
+    /// `maxTransferCountOnMessageInMemory` (32).
+    pub max_transfer_count_on_message_in_memory: usize,
+    /// `maxTransferBytesOnMessageInDisk` (64 KiB).
+    pub max_transfer_bytes_on_message_in_disk: usize,
+    /// `maxTransferCountOnMessageInDisk` (8).
+    pub max_transfer_count_on_message_in_disk: usize,
+    /// `accessMessageInMemoryMaxRatio` (40 % of RAM): older data counts as "on disk".
+    pub access_message_in_memory_max_ratio: f64,
+    /// `messageDelayLevel`: delivery delays of the 18 levels (for SCHEDULE_TOPIC_XXXX tag codes).
+    pub message_delay_level: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            store_path_root_dir: default_root(),
+            mapped_file_size_commit_log: 1024 * 1024 * 1024,
+            mapped_file_size_consume_queue: 300_000 * crate::consume_queue::CQ_ENTRY_SIZE,
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            flush_interval_commit_log: Duration::from_millis(500),
+            flush_commit_log_least_pages: 4,
+            flush_commit_log_thorough_interval: Duration::from_secs(10),
+            sync_flush_timeout: Duration::from_secs(5),
+            flush_interval_consume_queue: Duration::from_secs(1),
+            max_message_size: 4 * 1024 * 1024,
+            message_index_enable: true,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            check_crc_on_recover: true,
+            warm_mapped_file_enable: true,
+            file_reserved_time: Duration::from_secs(72 * 3600),
+            delete_when: "04".to_owned(),
+            disk_max_used_space_ratio: 0.75,
+            disk_space_clean_forcibly_ratio: 0.85,
+            disk_space_warning_level_ratio: 0.90,
+            clean_resource_interval: Duration::from_secs(10),
+            delete_file_batch_max: 10,
+            max_transfer_bytes_on_message_in_memory: 256 * 1024,
+            max_transfer_count_on_message_in_memory: 32,
+            max_transfer_bytes_on_message_in_disk: 64 * 1024,
+            max_transfer_count_on_message_in_disk: 8,
+            access_message_in_memory_max_ratio: 0.40,
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .to_owned(),
+        }
+    }
+}
+
+fn default_root() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("store")
+}
+
+impl StoreConfig {
+    /// Defaults rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            store_path_root_dir: dir.into(),
+            ..StoreConfig::default()
+        }
+    }
+
+    pub fn commit_log_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("commitlog")
+    }
+    pub fn consume_queue_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("consumequeue")
+    }
+    pub fn index_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("index")
+    }
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.store_path_root_dir.join("checkpoint")
+    }
+    pub fn abort_path(&self) -> PathBuf {
+        self.store_path_root_dir.join("abort")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.store_path_root_dir.join("lock")
+    }
+    pub fn config_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("config")
+    }
+
+    /// Delay of each level in milliseconds (index 0 = level 1). Unparsable items are skipped.
+    pub fn delay_levels_ms(&self) -> Vec<i64> {
+        self.message_delay_level
+            .split_whitespace()
+            .filter_map(|item| {
+                let (num, unit) = item.split_at(item.len().checked_sub(1)?);
+                let n: i64 = num.parse().ok()?;
+                let ms = match unit {
+                    "s" => 1000,
+                    "m" => 60_000,
+                    "h" => 3_600_000,
+                    "d" => 86_400_000,
+                    _ => return None,
+                };
+                Some(n * ms)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_levels() {
+        let c = StoreConfig::default();
+        let levels = c.delay_levels_ms();
+        assert_eq!(levels.len(), 18);
+        assert_eq!(levels[0], 1000);
+        assert_eq!(levels[17], 7_200_000);
+    }
+}

@@ -1,0 +1,885 @@
+//! [`MessageStore`]: opens (locks, loads, recovers) a store directory, runs the append, flush,
+//! dispatch, allocation and maintenance threads, and answers puts, pulls and queries.
+//!
+//! Threads and what they own:
+//! * append — the only commit-log writer; queue offset assignment ([`crate::append`]);
+//! * flush + watchdog — durability and SYNC_FLUSH acknowledgements ([`crate::flush`]);
+//! * dispatch — consume queues and index, arrival notifications ([`crate::dispatch`]);
+//! * allocate — the next commit-log segment, pre-touched;
+//! * maintenance — consume-queue/index flush, checkpoint, retention.
+//!
+//! None of them runs on the caller's (tokio) threads; callers only compute a CRC and enqueue.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use ferrymq_protocol::message::properties::{self, keys};
+use ferrymq_protocol::message::{batch, body_crc, RecordView};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::oneshot;
+
+use crate::append::{Allocator, AppendRequest, Appender, QueueOffsets};
+use crate::checkpoint::Checkpoint;
+use crate::commit_log::CommitLog;
+use crate::config::StoreConfig;
+use crate::consume_queue::{ConsumeQueueTable, CQ_ENTRY_SIZE};
+use crate::dispatch::{recover, run_dispatcher};
+use crate::error::{IoContext, Result, StoreError};
+use crate::flush::{run_flush, run_watchdog, GroupCommit};
+use crate::get::{
+    GetMessageResult, GetMessageStatus, MessageArrival, MessageFilter, QueryMessageResult,
+    StoreStats,
+};
+use crate::index::IndexService;
+use crate::mapped_file::MappedFileQueue;
+use crate::put::{MessageBatch, MessageInner, PutHandle, PutMessageResult, PutMessageStatus};
+use crate::util::{disk_used_ratio, hour_of_day, now_ms, total_physical_memory, Signal};
+
+/// Called by the dispatcher for each message added to a consume queue (long-poll wake-up).
+pub type ArrivalListener = Arc<dyn Fn(&MessageArrival<'_>) + Send + Sync>;
+
+pub(crate) struct StoreInner {
+    pub config: StoreConfig,
+    pub commit_log: CommitLog,
+    pub consume_queues: ConsumeQueueTable,
+    pub index: IndexService,
+    pub checkpoint: Checkpoint,
+    pub group_commit: GroupCommit,
+    pub allocator: Allocator,
+    pub dispatch_signal: Signal,
+    pub dispatched_signal: Signal,
+    pub queue_offsets: Mutex<QueueOffsets>,
+    pub reput_offset: AtomicI64,
+    pub last_store_timestamp: AtomicI64,
+    pub last_dispatched_timestamp: AtomicI64,
+    pub dispatch_stop: AtomicBool,
+    pub running: AtomicBool,
+    pub disk_full: AtomicBool,
+    pub arrival_listener: RwLock<Option<ArrivalListener>>,
+    pub delay_levels_ms: Vec<i64>,
+    memory_bytes: u64,
+    maintenance_signal: Signal,
+    maintenance_stop: AtomicBool,
+    put_count: AtomicU64,
+    put_bytes: AtomicU64,
+    put_failures: AtomicU64,
+}
+
+#[derive(Default)]
+struct Threads {
+    append: Option<JoinHandle<()>>,
+    dispatch: Option<JoinHandle<()>>,
+    flush: Option<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
+    allocate: Option<JoinHandle<()>>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+/// The message store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct MessageStore {
+    inner: Arc<StoreInner>,
+    sender: RwLock<Option<Sender<AppendRequest>>>,
+    threads: Mutex<Threads>,
+    _lock: File,
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .context(|| format!("spawn thread {name}"))
+}
+
+fn lock_store(path: &Path) -> Result<File> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .context(|| format!("open {}", path.display()))?;
+    // SAFETY: flock on an open descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StoreError::Locked(path.to_owned()));
+    }
+    let _ = f.write_all(b"lock");
+    Ok(f)
+}
+
+impl MessageStore {
+    /// Opens the store: locks it, loads every file, recovers (abnormally if the `abort` file of a
+    /// crashed run is present), re-dispatches what the consume queues miss, and starts the threads.
+    pub fn open(config: StoreConfig) -> Result<MessageStore> {
+        if config.mapped_file_size_consume_queue == 0
+            || !config
+                .mapped_file_size_consume_queue
+                .is_multiple_of(CQ_ENTRY_SIZE)
+        {
+            return Err(StoreError::Config(
+                "mapped_file_size_consume_queue must be a positive multiple of 20".into(),
+            ));
+        }
+        if config.mapped_file_size_commit_log < 4096 {
+            return Err(StoreError::Config(
+                "mapped_file_size_commit_log too small".into(),
+            ));
+        }
+        let root = &config.store_path_root_dir;
+        fs::create_dir_all(root).context(|| format!("create {}", root.display()))?;
+        let lock = lock_store(&config.lock_path())?;
+        let last_exit_ok = !config.abort_path().exists();
+        if !last_exit_ok {
+            tracing::warn!(
+                "{} exists: the last run did not shut down cleanly",
+                config.abort_path().display()
+            );
+        }
+
+        let commit_log = CommitLog::new(MappedFileQueue::new(
+            config.commit_log_dir(),
+            config.mapped_file_size_commit_log,
+        ));
+        commit_log.files().load()?;
+        let consume_queues = ConsumeQueueTable::new(
+            config.consume_queue_dir(),
+            config.mapped_file_size_consume_queue,
+        );
+        consume_queues.load()?;
+        let checkpoint = Checkpoint::open(&config.checkpoint_path())?;
+        let index = IndexService::new(
+            config.index_dir(),
+            config.max_hash_slot_num,
+            config.max_index_num,
+        );
+        index.load(last_exit_ok, checkpoint.index_msg_timestamp())?;
+        for cq in consume_queues.all() {
+            cq.recover()?;
+        }
+
+        let inner = Arc::new(StoreInner {
+            allocator: Allocator::new(
+                config.commit_log_dir(),
+                config.mapped_file_size_commit_log,
+                config.warm_mapped_file_enable,
+            ),
+            delay_levels_ms: config.delay_levels_ms(),
+            config,
+            commit_log,
+            consume_queues,
+            index,
+            checkpoint,
+            group_commit: GroupCommit::default(),
+            dispatch_signal: Signal::default(),
+            dispatched_signal: Signal::default(),
+            queue_offsets: Mutex::new(QueueOffsets::default()),
+            reput_offset: AtomicI64::new(0),
+            last_store_timestamp: AtomicI64::new(0),
+            last_dispatched_timestamp: AtomicI64::new(0),
+            dispatch_stop: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            disk_full: AtomicBool::new(false),
+            arrival_listener: RwLock::new(None),
+            memory_bytes: total_physical_memory(),
+            maintenance_signal: Signal::default(),
+            maintenance_stop: AtomicBool::new(false),
+            put_count: AtomicU64::new(0),
+            put_bytes: AtomicU64::new(0),
+            put_failures: AtomicU64::new(0),
+        });
+
+        let started = Instant::now();
+        let end = recover(&inner, last_exit_ok)?;
+        let cl_min = inner.commit_log.min_offset();
+        {
+            let mut offsets = inner.queue_offsets.lock();
+            for cq in inner.consume_queues.all() {
+                offsets.set(cq.topic(), cq.queue_id(), cq.max_offset());
+                cq.correct_min_offset(cl_min);
+            }
+        }
+        inner.reput_offset.store(end, Ordering::Release);
+        let last_ts = inner.last_dispatched_timestamp.load(Ordering::Acquire);
+        inner.last_store_timestamp.store(last_ts, Ordering::Release);
+        tracing::info!(
+            normal = last_exit_ok,
+            commit_log_end = end,
+            elapsed = ?started.elapsed(),
+            "store recovered"
+        );
+        File::create(inner.config.abort_path())
+            .context(|| format!("create {}", inner.config.abort_path().display()))?;
+
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Threads::default();
+        let i = inner.clone();
+        threads.allocate = Some(spawn("store-allocate", move || i.allocator.run())?);
+        let next_file = inner.commit_log.files().last_file().map_or(0, |f| {
+            if f.is_full() {
+                f.end_offset()
+            } else {
+                f.file_from_offset()
+            }
+        });
+        if inner
+            .commit_log
+            .files()
+            .last_file()
+            .is_none_or(|f| f.is_full())
+        {
+            inner.allocator.request(next_file);
+        } else {
+            inner
+                .allocator
+                .request(next_file + inner.config.mapped_file_size_commit_log as i64);
+        }
+        let i = inner.clone();
+        threads.flush = Some(spawn("store-flush", move || run_flush(i))?);
+        let i = inner.clone();
+        threads.watchdog = Some(spawn("store-flush-watchdog", move || run_watchdog(i))?);
+        let i = inner.clone();
+        threads.dispatch = Some(spawn("store-dispatch", move || run_dispatcher(i))?);
+        let i = inner.clone();
+        threads.maintenance = Some(spawn("store-maintenance", move || run_maintenance(i))?);
+        let appender = Appender::new(inner.clone());
+        threads.append = Some(spawn("store-append", move || appender.run(rx))?);
+
+        Ok(MessageStore {
+            inner,
+            sender: RwLock::new(Some(tx)),
+            threads: Mutex::new(threads),
+            _lock: lock,
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Registers the callback the dispatcher calls for every message it adds to a queue.
+    pub fn set_arrival_listener(&self, listener: ArrivalListener) {
+        *self.inner.arrival_listener.write() = Some(listener);
+    }
+
+    fn check_put(
+        &self,
+        topic: &str,
+        props_len: usize,
+        body_len: usize,
+    ) -> Option<PutMessageResult> {
+        if !self.inner.running.load(Ordering::Acquire) {
+            return Some(PutMessageResult::failed(
+                PutMessageStatus::ServiceNotAvailable,
+                "message store is shut down",
+            ));
+        }
+        if self.inner.disk_full.load(Ordering::Acquire) {
+            return Some(PutMessageResult::failed(
+                PutMessageStatus::ServiceNotAvailable,
+                "disk full: commit log disk usage is above diskSpaceWarningLevelRatio",
+            ));
+        }
+        if topic.is_empty() || topic.len() > u16::MAX as usize {
+            return Some(PutMessageResult::failed(
+                PutMessageStatus::MessageIllegal,
+                "invalid topic length",
+            ));
+        }
+        if props_len > i16::MAX as usize {
+            return Some(PutMessageResult::failed(
+                PutMessageStatus::PropertiesSizeExceeded,
+                "properties longer than 32767 bytes",
+            ));
+        }
+        if body_len > self.inner.config.max_message_size {
+            return Some(PutMessageResult::failed(
+                PutMessageStatus::MessageIllegal,
+                "message body larger than maxMessageSize",
+            ));
+        }
+        None
+    }
+
+    fn submit(&self, req: AppendRequest, rx: oneshot::Receiver<PutMessageResult>) -> PutHandle {
+        let sent = match self.inner_sender() {
+            Some(s) => s.send(req).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.inner.put_failures.fetch_add(1, Ordering::Relaxed);
+            return PutHandle::ready(PutMessageResult::failed(
+                PutMessageStatus::ServiceNotAvailable,
+                "message store is shut down",
+            ));
+        }
+        PutHandle {
+            rx: Some(rx),
+            ready: None,
+        }
+    }
+
+    fn inner_sender(&self) -> Option<Sender<AppendRequest>> {
+        self.sender.read().clone()
+    }
+
+    /// Appends one message. The append is queued before this returns; await (or `wait()`) the
+    /// handle for the result. Under SYNC_FLUSH the result comes after the flush unless the
+    /// message's WAIT property is false.
+    pub fn put_message(&self, msg: MessageInner) -> PutHandle {
+        if let Some(r) = self.check_put(&msg.topic, msg.properties.len(), msg.body.len()) {
+            self.inner.put_failures.fetch_add(1, Ordering::Relaxed);
+            return PutHandle::ready(r);
+        }
+        self.inner.put_count.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .put_bytes
+            .fetch_add(msg.body.len() as u64, Ordering::Relaxed);
+        let crc = body_crc(&msg.body);
+        let wait = properties::wait_store_msg_ok(&msg.properties);
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            AppendRequest::Put {
+                msg,
+                body_crc: crc,
+                wait,
+                tx,
+            },
+            rx,
+        )
+    }
+
+    /// Appends a batch (SEND_BATCH_MESSAGE body): all elements land in one commit-log file with
+    /// consecutive queue offsets, or none does.
+    pub fn put_messages(&self, batch: MessageBatch) -> PutHandle {
+        if let Some(r) = self.check_put(&batch.topic, batch.properties.len(), 0) {
+            self.inner.put_failures.fetch_add(1, Ordering::Relaxed);
+            return PutHandle::ready(r);
+        }
+        let mut crcs = Vec::new();
+        for e in batch::decode(&batch.body) {
+            match e {
+                Ok(e) if e.body.len() <= self.inner.config.max_message_size => {
+                    crcs.push(body_crc(e.body))
+                }
+                Ok(_) => {
+                    return PutHandle::ready(PutMessageResult::failed(
+                        PutMessageStatus::MessageIllegal,
+                        "batch element larger than maxMessageSize",
+                    ))
+                }
+                Err(_) => {
+                    return PutHandle::ready(PutMessageResult::failed(
+                        PutMessageStatus::MessageIllegal,
+                        "malformed batch body",
+                    ))
+                }
+            }
+        }
+        self.inner
+            .put_count
+            .fetch_add(crcs.len() as u64, Ordering::Relaxed);
+        self.inner
+            .put_bytes
+            .fetch_add(batch.body.len() as u64, Ordering::Relaxed);
+        let wait = properties::wait_store_msg_ok(&batch.properties);
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            AppendRequest::PutBatch {
+                batch,
+                body_crcs: crcs,
+                wait,
+                tx,
+            },
+            rx,
+        )
+    }
+
+    /// Reads up to `max_count` messages (and about `max_bytes`) of a queue from `offset`,
+    /// following RocketMQ's `getMessage`: one consume-queue file per call, filtered entries
+    /// count against a scan budget, smaller limits for data no longer in memory.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_count: usize,
+        max_bytes: usize,
+        filter: Option<&dyn MessageFilter>,
+    ) -> GetMessageResult {
+        let Some(cq) = self.inner.consume_queues.find(topic, queue_id) else {
+            return GetMessageResult::empty(GetMessageStatus::NoMatchedLogicQueue, 0, 0, 0);
+        };
+        let min = cq.min_offset();
+        let max = cq.max_offset();
+        if max == 0 {
+            return GetMessageResult::empty(GetMessageStatus::NoMessageInQueue, 0, min, max);
+        }
+        if offset < min {
+            return GetMessageResult::empty(GetMessageStatus::OffsetTooSmall, min, min, max);
+        }
+        if offset == max {
+            return GetMessageResult::empty(GetMessageStatus::OffsetOverflowOne, offset, min, max);
+        }
+        if offset > max {
+            return GetMessageResult::empty(GetMessageStatus::OffsetOverflowBadly, max, min, max);
+        }
+        let Some(buf) = cq.entries_from(offset) else {
+            let next = cq.roll_next_file(offset);
+            return GetMessageResult::empty(GetMessageStatus::OffsetFoundNull, next, min, max);
+        };
+        let cfg = &self.inner.config;
+        let cl = &self.inner.commit_log;
+        let max_offset_py = cl.max_offset();
+        let memory =
+            (self.inner.memory_bytes as f64 * cfg.access_message_in_memory_max_ratio) as i64;
+        let max_filter_bytes = 16_000usize.max(max_count * CQ_ENTRY_SIZE);
+        let mut result =
+            GetMessageResult::empty(GetMessageStatus::NoMatchedMessage, offset, min, max);
+        let mut next_phy_file_start = i64::MIN;
+        let mut max_phy_pulling = 0;
+        let mut scanned = 0usize;
+        for entry in buf.iter() {
+            if scanned >= buf.len() * CQ_ENTRY_SIZE || scanned >= max_filter_bytes {
+                break;
+            }
+            let entry_offset = offset + (scanned / CQ_ENTRY_SIZE) as i64;
+            let size = entry.size.max(0) as usize;
+            let py = entry.commit_log_offset;
+            if entry.is_blank() {
+                scanned += CQ_ENTRY_SIZE;
+                continue;
+            }
+            max_phy_pulling = py;
+            if next_phy_file_start != i64::MIN && py < next_phy_file_start {
+                scanned += CQ_ENTRY_SIZE;
+                continue;
+            }
+            let in_disk = max_offset_py - py > memory;
+            if self.is_batch_full(size, max_count, max_bytes, &result, in_disk) {
+                break;
+            }
+            if let Some(f) = filter {
+                if !f.is_matched_by_consume_queue(entry.tags_code) {
+                    scanned += CQ_ENTRY_SIZE;
+                    continue;
+                }
+            }
+            let Some(bytes) = cl.read(py, size) else {
+                if result.buffer_total_size == 0 {
+                    result.status = GetMessageStatus::MessageWasRemoving;
+                }
+                next_phy_file_start = cl.roll_next_file(py);
+                scanned += CQ_ENTRY_SIZE;
+                continue;
+            };
+            if let Some(f) = filter {
+                let matched = RecordView::parse(&bytes)
+                    .map(|v| f.is_matched_by_commit_log(&v))
+                    .unwrap_or(false);
+                if !matched {
+                    scanned += CQ_ENTRY_SIZE;
+                    continue;
+                }
+            }
+            result.buffer_total_size += bytes.len();
+            result.messages.push(bytes);
+            result.queue_offsets.push(entry_offset);
+            result.status = GetMessageStatus::Found;
+            next_phy_file_start = i64::MIN;
+            scanned += CQ_ENTRY_SIZE;
+        }
+        result.next_begin_offset = offset + (scanned / CQ_ENTRY_SIZE) as i64;
+        result.suggest_pulling_from_slave = max_offset_py - max_phy_pulling > memory;
+        result
+    }
+
+    fn is_batch_full(
+        &self,
+        size: usize,
+        max_count: usize,
+        max_bytes: usize,
+        r: &GetMessageResult,
+        in_disk: bool,
+    ) -> bool {
+        let cfg = &self.inner.config;
+        let (total, count) = (r.buffer_total_size, r.messages.len());
+        if total == 0 || count == 0 {
+            return false;
+        }
+        if count >= max_count || total + size > max_bytes {
+            return true;
+        }
+        if in_disk {
+            total + size > cfg.max_transfer_bytes_on_message_in_disk
+                || count > cfg.max_transfer_count_on_message_in_disk - 1
+        } else {
+            total + size > cfg.max_transfer_bytes_on_message_in_memory
+                || count > cfg.max_transfer_count_on_message_in_memory - 1
+        }
+    }
+
+    /// Next queue offset of a queue (0 if unknown).
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .consume_queues
+            .find(topic, queue_id)
+            .map_or(0, |q| q.max_offset())
+    }
+
+    /// First readable queue offset (0 if unknown).
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .consume_queues
+            .find(topic, queue_id)
+            .map_or(0, |q| q.min_offset())
+    }
+
+    /// Commit-log offset of the message at a queue offset.
+    pub fn commit_log_offset_in_queue(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+    ) -> Option<i64> {
+        let e = self
+            .inner
+            .consume_queues
+            .find(topic, queue_id)?
+            .entry(offset)?;
+        (!e.is_blank()).then_some(e.commit_log_offset)
+    }
+
+    /// Store timestamp of the message at a queue offset.
+    pub fn message_store_timestamp(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let e = self
+            .inner
+            .consume_queues
+            .find(topic, queue_id)?
+            .entry(offset)?;
+        if e.is_blank() {
+            return None;
+        }
+        self.inner
+            .commit_log
+            .pickup_store_timestamp(e.commit_log_offset, e.size as usize)
+    }
+
+    /// Store timestamp of the oldest readable message of a queue.
+    pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let min = self.min_offset_in_queue(topic, queue_id);
+        self.message_store_timestamp(topic, queue_id, min)
+    }
+
+    /// The first queue offset whose message was stored at or after `timestamp` (binary search
+    /// over store timestamps); the max offset if every message is older, the min offset if the
+    /// queue holds nothing readable.
+    pub fn offset_by_timestamp(&self, topic: &str, queue_id: i32, timestamp: i64) -> i64 {
+        let Some(cq) = self.inner.consume_queues.find(topic, queue_id) else {
+            return 0;
+        };
+        let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.message_store_timestamp(topic, queue_id, mid) {
+                Some(ts) if ts < timestamp => lo = mid + 1,
+                Some(_) => hi = mid,
+                // Removed from the commit log: treat as older.
+                None => lo = mid + 1,
+            }
+        }
+        lo
+    }
+
+    /// The record at a commit-log offset (VIEW_MESSAGE_BY_ID).
+    pub fn lookup_message_by_offset(&self, commit_log_offset: i64) -> Option<Bytes> {
+        self.inner.commit_log.read_record(commit_log_offset)
+    }
+
+    /// Messages of `topic` indexed under `key` (a KEYS token or a UNIQ_KEY) stored within
+    /// `[begin, end]`, newest first; hits are re-checked against the record.
+    pub fn query_messages_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> QueryMessageResult {
+        let r = self.inner.index.query(topic, key, max, begin, end);
+        let mut out = QueryMessageResult {
+            messages: Vec::new(),
+            index_last_update_timestamp: r.index_last_update_timestamp,
+            index_last_update_phy_offset: r.index_last_update_phy_offset,
+        };
+        for off in r.phy_offsets {
+            let Some(bytes) = self.lookup_message_by_offset(off) else {
+                continue;
+            };
+            let matches = RecordView::parse(&bytes).is_ok_and(|v| {
+                v.topic() == topic
+                    && (properties::uniq_key(v.properties()) == Some(key)
+                        || properties::business_keys(v.properties()).any(|k| k == key))
+            });
+            if matches {
+                out.messages.push(bytes);
+            }
+        }
+        out
+    }
+
+    /// The message with this UNIQ_KEY (client message id).
+    pub fn message_by_uniq_key(&self, topic: &str, uniq_key: &str) -> Option<Bytes> {
+        let r = self.inner.index.query(topic, uniq_key, 32, 0, i64::MAX);
+        r.phy_offsets.into_iter().find_map(|off| {
+            let bytes = self.lookup_message_by_offset(off)?;
+            let v = RecordView::parse(&bytes).ok()?;
+            (v.topic() == topic
+                && v.property(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == Some(uniq_key))
+            .then_some(bytes)
+        })
+    }
+
+    /// Drops a topic's consume queues (commit-log records stay until retention removes them).
+    pub fn delete_topic(&self, topic: &str) -> Result<bool> {
+        self.inner.queue_offsets.lock().remove_topic(topic);
+        self.inner.consume_queues.remove_topic(topic)
+    }
+
+    /// Topics that have consume queues.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.consume_queues.topics()
+    }
+
+    /// Queue ids of a topic that have consume queues.
+    pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
+        let mut ids: Vec<i32> = self
+            .inner
+            .consume_queues
+            .queues_of(topic)
+            .iter()
+            .map(|q| q.queue_id())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn commit_log_min_offset(&self) -> i64 {
+        self.inner.commit_log.min_offset()
+    }
+    pub fn commit_log_max_offset(&self) -> i64 {
+        self.inner.commit_log.max_offset()
+    }
+    /// Commit-log offset up to which consume queues and index are built.
+    pub fn dispatch_offset(&self) -> i64 {
+        self.inner.reput_offset.load(Ordering::Acquire)
+    }
+
+    /// Blocks until everything appended so far is dispatched (tests, tools, shutdown).
+    pub fn wait_dispatched(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let target = self.commit_log_max_offset();
+        let mut seen = self.inner.dispatched_signal.current();
+        while self.dispatch_offset() < target {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            seen = self
+                .inner
+                .dispatched_signal
+                .wait_change(seen, (deadline - now).min(Duration::from_millis(20)));
+        }
+        true
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let i = &self.inner;
+        StoreStats {
+            commit_log_min_offset: i.commit_log.min_offset(),
+            commit_log_max_offset: i.commit_log.max_offset(),
+            commit_log_flushed_offset: i.commit_log.flushed_offset(),
+            dispatch_offset: self.dispatch_offset(),
+            commit_log_disk_ratio: disk_used_ratio(&i.config.commit_log_dir()).unwrap_or(0.0),
+            disk_full: i.disk_full.load(Ordering::Acquire),
+            put_message_count: i.put_count.load(Ordering::Relaxed),
+            put_message_bytes: i.put_bytes.load(Ordering::Relaxed),
+            put_message_failures: i.put_failures.load(Ordering::Relaxed),
+            consume_queue_count: i.consume_queues.all().len(),
+            index_file_count: i.index.files().len(),
+        }
+    }
+
+    pub fn is_disk_full(&self) -> bool {
+        self.inner.disk_full.load(Ordering::Acquire)
+    }
+
+    /// Runs one retention pass now, deleting expired files regardless of `deleteWhen` (admin
+    /// "delete expired commit log"). Returns the number of commit-log files deleted.
+    pub fn clean_expired_files(&self) -> Result<usize> {
+        clean(&self.inner, true)
+    }
+
+    /// Flushes consume queues, index and checkpoint now (normally done every second).
+    pub fn flush_logics(&self) -> Result<()> {
+        flush_logics(&self.inner)
+    }
+
+    /// Stops accepting puts, drains the append queue, waits for dispatch, flushes everything,
+    /// writes the checkpoint and removes the abort file. Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        let first = self.inner.running.swap(false, Ordering::AcqRel);
+        let mut t = self.threads.lock();
+        if !first && t.append.is_none() {
+            return Ok(());
+        }
+        self.sender.write().take();
+        if let Some(h) = t.append.take() {
+            let _ = h.join();
+        }
+        self.inner.dispatch_stop.store(true, Ordering::Release);
+        self.inner.dispatch_signal.notify();
+        if let Some(h) = t.dispatch.take() {
+            let _ = h.join();
+        }
+        self.inner.group_commit.stop();
+        for h in [t.flush.take(), t.watchdog.take()].into_iter().flatten() {
+            let _ = h.join();
+        }
+        self.inner.allocator.stop();
+        if let Some(h) = t.allocate.take() {
+            let _ = h.join();
+        }
+        self.inner.maintenance_stop.store(true, Ordering::Release);
+        self.inner.maintenance_signal.notify();
+        if let Some(h) = t.maintenance.take() {
+            let _ = h.join();
+        }
+        let i = &self.inner;
+        i.commit_log.flush()?;
+        i.checkpoint
+            .set_physic_msg_timestamp(i.last_store_timestamp.load(Ordering::Acquire));
+        flush_logics(i)?;
+        let abort = i.config.abort_path();
+        if abort.exists() {
+            fs::remove_file(&abort).context(|| format!("remove {}", abort.display()))?;
+        }
+        tracing::info!(
+            "store shut down at commit log offset {}",
+            i.commit_log.max_offset()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!("store shutdown failed: {e}");
+        }
+    }
+}
+
+fn flush_logics(i: &StoreInner) -> Result<()> {
+    let ts = i.last_dispatched_timestamp.load(Ordering::Acquire);
+    for cq in i.consume_queues.all() {
+        cq.flush()?;
+    }
+    i.checkpoint.set_logics_msg_timestamp(ts);
+    i.index.flush()?;
+    i.checkpoint.set_index_msg_timestamp(ts);
+    i.checkpoint.flush()
+}
+
+fn run_maintenance(i: Arc<StoreInner>) {
+    let mut seen = i.maintenance_signal.current();
+    let mut last_clean = Instant::now();
+    while !i.maintenance_stop.load(Ordering::Acquire) {
+        seen = i
+            .maintenance_signal
+            .wait_change(seen, i.config.flush_interval_consume_queue);
+        if i.maintenance_stop.load(Ordering::Acquire) {
+            break;
+        }
+        if let Err(e) = flush_logics(&i) {
+            tracing::error!("consume queue / index flush failed: {e}");
+        }
+        if last_clean.elapsed() >= i.config.clean_resource_interval {
+            last_clean = Instant::now();
+            if let Err(e) = clean(&i, false) {
+                tracing::error!("retention pass failed: {e}");
+            }
+        }
+    }
+}
+
+/// One retention pass (store-format.md §7).
+fn clean(i: &StoreInner, manual: bool) -> Result<usize> {
+    let cfg = &i.config;
+    let ratio = disk_used_ratio(&cfg.commit_log_dir()).unwrap_or(0.0);
+    let full = ratio > cfg.disk_space_warning_level_ratio;
+    if full != i.disk_full.swap(full, Ordering::AcqRel) {
+        if full {
+            tracing::error!(
+                "commit log disk usage {:.1}% is above {:.0}%: refusing writes",
+                ratio * 100.0,
+                cfg.disk_space_warning_level_ratio * 100.0
+            );
+        } else {
+            tracing::info!(
+                "commit log disk usage back to {:.1}%: accepting writes",
+                ratio * 100.0
+            );
+        }
+    }
+    let hour = hour_of_day(now_ms());
+    let time_up = cfg
+        .delete_when
+        .split(';')
+        .filter_map(|h| h.trim().parse::<i64>().ok())
+        .any(|h| h == hour);
+    let space_full = ratio > cfg.disk_max_used_space_ratio;
+    let force = ratio > cfg.disk_space_clean_forcibly_ratio;
+    if !(time_up || space_full || manual) {
+        return Ok(0);
+    }
+    let files = i.commit_log.files().files();
+    // Never the file being written, and never anything not yet flushed and dispatched.
+    let safe_end = i
+        .commit_log
+        .flushed_offset()
+        .min(i.reput_offset.load(Ordering::Acquire));
+    let now = SystemTime::now();
+    let mut n = 0;
+    for f in files.iter().take(files.len().saturating_sub(1)) {
+        if n >= cfg.delete_file_batch_max || f.end_offset() > safe_end {
+            break;
+        }
+        let expired = f
+            .last_modified()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= cfg.file_reserved_time);
+        if !(expired || force) {
+            break;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    i.commit_log.files().delete_first(n)?;
+    let min = i.commit_log.min_offset();
+    tracing::info!(deleted = n, min_offset = min, "deleted commit log files");
+    for cq in i.consume_queues.all() {
+        cq.delete_expired(min)?;
+    }
+    i.index.delete_expired(min)?;
+    Ok(n)
+}
