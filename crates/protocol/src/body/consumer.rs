@@ -108,7 +108,7 @@ lenient_enum! {
 }
 
 /// Reads an i64 given as a number or a numeric string (C++ sends `subVersion` as a string).
-fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = i64;
@@ -393,6 +393,12 @@ pub fn encode_reset_offset_body(
     write_mq_keyed_map(&mut out, table)?;
     out.push('}');
     Ok(out)
+}
+
+/// Reads an `int` the way fastjson does: numbers, numeric strings, null.
+pub(crate) fn lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let v = lenient_i64(d)?;
+    i32::try_from(v).map_err(|_| de::Error::custom(format!("{v} out of range for int")))
 }
 
 #[cfg(test)]

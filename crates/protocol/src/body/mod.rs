@@ -1,5 +1,9 @@
 //! JSON bodies of requests and responses, in the shapes Java clients and tools parse.
 
 pub mod consumer;
+pub mod java_json;
+pub mod route;
 
 pub use consumer::*;
+pub use java_json::{from_java_json, quote_numeric_keys, to_java_json};
+pub use route::*;
