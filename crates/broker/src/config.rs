@@ -156,13 +156,13 @@ impl BrokerConfig {
         if self.broker_name.is_empty() {
             return bad("brokerName", "must not be empty".into());
         }
-        if self.listen_port < 3 {
+        if self.listen_port != 0 && self.listen_port < 3 {
             return bad(
                 "listenPort",
                 "must leave room for the fast port (listenPort - 2)".into(),
             );
         }
-        if self.mapped_file_size_consume_queue % 20 != 0 {
+        if !self.mapped_file_size_consume_queue.is_multiple_of(20) {
             return bad(
                 "mappedFileSizeConsumeQueue",
                 "must be a multiple of 20 (the entry size)".into(),

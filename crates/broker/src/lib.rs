@@ -1,8 +1,289 @@
 //! The RocketMQ-compatible broker: it stores what producers send, serves consumers' pulls (with
 //! long polling), keeps consumer groups, offsets and queue locks, answers admin requests, and
 //! registers itself with every NameServer.
+//!
+//! [`Broker::start`] opens the store, loads the config files, binds the main and fast ports and
+//! starts the background tasks; [`Broker::shutdown`] stops them in order and leaves nothing
+//! unflushed.
 
 pub mod client_registry;
 pub mod config;
 pub mod long_polling;
+pub mod offsets;
+mod processor;
 pub mod queue_lock;
+mod registration;
+mod schedule;
+pub mod state;
+pub mod subscription_groups;
+pub mod topic_table;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrymq_protocol::message::msg_id::UniqKeyGenerator;
+use ferrymq_remoting::{
+    ClientConfig, ConnectionConfig, RemotingClient, RemotingServer, ServerConfig,
+};
+use ferrymq_store::{FlushDiskType, MessageStore, StoreConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::BrokerConfig;
+use state::{BrokerState, BrokerStats};
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] config::InvalidConfig),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] ferrymq_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("`brokerIP1` value `{0}` is not an IP address")]
+    BadAddress(String),
+    #[error("the store could not be opened: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running broker.
+pub struct Broker {
+    state: Arc<BrokerState>,
+    servers: Vec<RemotingServer>,
+    namesrv: RemotingClient,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn store_config(c: &BrokerConfig) -> StoreConfig {
+    let mut s = StoreConfig::new(PathBuf::from(&c.store_path_root_dir));
+    s.mapped_file_size_commit_log = c.mapped_file_size_commit_log as usize;
+    s.mapped_file_size_consume_queue = c.mapped_file_size_consume_queue as usize;
+    s.flush_disk_type = if c.sync_flush() {
+        FlushDiskType::SyncFlush
+    } else {
+        FlushDiskType::AsyncFlush
+    };
+    s.flush_interval_commit_log = Duration::from_millis(c.flush_interval_commit_log.max(1));
+    s.sync_flush_timeout = Duration::from_millis(c.sync_flush_timeout.max(1));
+    s.max_message_size = c.max_message_size;
+    s.message_index_enable = c.message_index_enable;
+    s.file_reserved_time = Duration::from_secs(c.file_reserved_time * 3600);
+    s.delete_when = c.delete_when.clone();
+    s.disk_max_used_space_ratio = f64::from(c.disk_max_used_space_ratio) / 100.0;
+    s.max_transfer_bytes_on_message_in_memory = c.max_transfer_bytes_on_message_in_memory;
+    s.max_transfer_count_on_message_in_memory = c.max_transfer_count_on_message_in_memory;
+    s.message_delay_level = c.message_delay_level.clone();
+    s
+}
+
+/// The address clients are told: `brokerIP1`, else the first non-loopback IPv4 of this host.
+fn advertised_ip(c: &BrokerConfig) -> Result<IpAddr, BrokerError> {
+    if let Some(ip) = c.broker_ip1.as_deref().filter(|s| !s.is_empty()) {
+        return ip
+            .parse()
+            .map_err(|_| BrokerError::BadAddress(ip.to_owned()));
+    }
+    // Connecting a UDP socket sends nothing; it only asks the kernel which source it would use.
+    let detected = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("10.255.255.255:1").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified());
+    Ok(detected.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+}
+
+/// A free port for `listenPort = 0` (tests): the fast port must then be free too.
+fn pick_port() -> std::io::Result<u16> {
+    loop {
+        let l = std::net::TcpListener::bind("0.0.0.0:0")?;
+        let port = l.local_addr()?.port();
+        if port > 2 && std::net::TcpListener::bind(("0.0.0.0", port - 2)).is_ok() {
+            return Ok(port);
+        }
+    }
+}
+
+impl Broker {
+    pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
+        config.validate()?;
+        if config.listen_port == 0 {
+            config.listen_port = pick_port().map_err(|source| BrokerError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        }
+        let ip = advertised_ip(&config)?;
+        let store_host = SocketAddr::new(ip, config.listen_port);
+        let sc = store_config(&config);
+        let config_dir = sc.config_dir();
+        let store = Arc::new(tokio::task::spawn_blocking(move || MessageStore::open(sc)).await??);
+
+        let topics_file =
+            ferrymq_store::config_file::ConfigFile::new(config_dir.join("topics.json"));
+        let groups_file =
+            ferrymq_store::config_file::ConfigFile::new(config_dir.join("subscriptionGroup.json"));
+        let offsets_file =
+            ferrymq_store::config_file::ConfigFile::new(config_dir.join("consumerOffset.json"));
+        let topics = topic_table::TopicTable::new(&config, topics_file.load()?);
+        let groups = subscription_groups::SubscriptionGroups::new(
+            groups_file.load()?,
+            config.auto_create_subscription_group,
+        );
+        let offsets = offsets::ConsumerOffsets::new(offsets_file.load()?);
+
+        let arrivals = Arc::new(long_polling::ArrivalSignals::default());
+        let listener_arrivals = arrivals.clone();
+        store.set_arrival_listener(Arc::new(move |a: &ferrymq_store::MessageArrival<'_>| {
+            listener_arrivals.notify_arrival(a.topic, a.queue_id);
+        }));
+
+        let state = Arc::new(BrokerState {
+            broker_addr: store_host.to_string(),
+            store_host,
+            uniq_keys: UniqKeyGenerator::for_process(ip),
+            store,
+            topics,
+            groups,
+            offsets,
+            clients: client_registry::ClientRegistry::default(),
+            locks: queue_lock::QueueLocks::new(Duration::from_secs(60)),
+            arrivals,
+            stats: BrokerStats::default(),
+            register_now: tokio::sync::Notify::new(),
+            in_memory_window: BrokerState::default_in_memory_window(),
+            boot: Instant::now(),
+            boot_timestamp: BrokerState::now_ms(),
+            config_dir,
+            config,
+        });
+        state.topics_changed().await;
+
+        let processor = Arc::new(processor::Processor::new(state.clone()));
+        let connection = ConnectionConfig {
+            idle_timeout: Some(Duration::from_secs(
+                state.config.server_channel_max_idle_time_seconds.max(1),
+            )),
+            ..ConnectionConfig::default()
+        };
+        let mut servers = Vec::new();
+        for port in [state.config.listen_port, state.config.fast_listen_port()] {
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let server = RemotingServer::bind(
+                ServerConfig {
+                    listen: addr,
+                    connection: connection.clone(),
+                },
+                processor.clone(),
+            )
+            .await
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+            servers.push(server);
+        }
+
+        let namesrv = RemotingClient::new(ClientConfig::default());
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(registration::run(
+            state.clone(),
+            namesrv.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(schedule::run(state.clone(), stop.clone()));
+        tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
+        tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));
+        tracing::info!(
+            broker = %state.config.broker_name,
+            cluster = %state.config.broker_cluster_name,
+            addr = %state.broker_addr,
+            listen = state.config.listen_port,
+            fast = state.config.fast_listen_port(),
+            store = %state.config.store_path_root_dir,
+            flush = %state.config.flush_disk_type,
+            namesrv = ?state.config.namesrv_addrs(),
+            "broker started"
+        );
+        Ok(Broker {
+            state,
+            servers,
+            namesrv,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The address clients use (`brokerIP1:listenPort`).
+    pub fn broker_addr(&self) -> &str {
+        &self.state.broker_addr
+    }
+
+    /// The main port's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.servers[0].local_addr()
+    }
+
+    /// Stops serving, unregisters, persists offsets and closes the store (flushing it).
+    pub async fn shutdown(self) {
+        let s = self.state;
+        registration::unregister_all(&s, &self.namesrv).await;
+        self.stop.cancel();
+        s.arrivals.notify_all();
+        for server in self.servers {
+            server.shutdown().await;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.namesrv.shutdown();
+        s.persist_offsets().await;
+        let final_offsets = s.offsets.snapshot();
+        let file = s.offsets_file();
+        let store = s.store.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            let persisted = file.persist(&final_offsets);
+            (persisted, store.shutdown())
+        })
+        .await;
+        match closed {
+            Ok((Ok(()), Ok(()))) => {
+                tracing::info!(broker = %s.config.broker_name, "broker stopped, store flushed")
+            }
+            Ok((p, st)) => {
+                tracing::error!(offsets = ?p.err(), store = ?st.err(), "broker shutdown incomplete")
+            }
+            Err(e) => tracing::error!(error = %e, "broker shutdown task failed"),
+        }
+    }
+}
+
+async fn persist_offsets_loop(s: Arc<BrokerState>, stop: CancellationToken) {
+    let period = Duration::from_millis(s.config.flush_consumer_offset_interval.max(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => s.persist_offsets().await,
+        }
+    }
+}
+
+/// Drops client channels silent for `channelExpiredTimeout` and tells their groups.
+async fn expire_clients_loop(s: Arc<BrokerState>, stop: CancellationToken) {
+    let timeout = Duration::from_millis(s.config.channel_expired_timeout.max(1000));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                for group in s.clients.remove_expired(timeout) {
+                    tracing::info!(group, "expired silent consumer channels");
+                    s.notify_consumer_ids_changed(&group);
+                }
+            }
+        }
+    }
+}

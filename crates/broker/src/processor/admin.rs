@@ -1,0 +1,512 @@
+//! Admin and query requests used by mqadmin, dashboards and clients: topics and groups (create,
+//! delete, list), runtime info and config, topic and consume statistics, connections, message
+//! queries by key and by offset id, and offset reset (request-codes.md §8, §9).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferrymq_protocol::body::{
+    encode_consume_stats, encode_reset_offset_body, encode_topic_stats, GroupList, KvTable,
+    MessageQueue, OffsetWrapper, SubscriptionGroupConfig, TopicConfig, TopicList, TopicOffset,
+};
+use ferrymq_protocol::command::Body;
+use ferrymq_protocol::header::{
+    ConsumerGroupHeader, CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader,
+    GetConsumeStatsRequestHeader, GroupHeader, ProducerGroupHeader, QueryMessageRequestHeader,
+    QueryMessageResponseHeader, ResetOffsetRequestHeader, TopicHeader, ViewMessageRequestHeader,
+};
+use ferrymq_protocol::message::flag::perm;
+use ferrymq_protocol::{code::version, naming, RemotingCommand, ResponseCode};
+
+use super::{err, header, json_body, json_reply, ok, Reply};
+use crate::state::BrokerState;
+
+pub(super) async fn create_topic(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
+    let h: CreateTopicRequestHeader = header(req)?;
+    if let Err(e) = naming::validate_topic(&h.topic) {
+        return Err(err(req, ResponseCode::InvalidParameter, e.0));
+    }
+    if naming::is_send_forbidden(&h.topic) {
+        return Err(err(
+            req,
+            ResponseCode::InvalidParameter,
+            format!("The topic[{}] is conflict with system topic.", h.topic),
+        ));
+    }
+    if h.read_queue_nums < 0
+        || h.write_queue_nums < 0
+        || h.read_queue_nums.max(h.write_queue_nums) == 0
+    {
+        return Err(err(
+            req,
+            ResponseCode::InvalidParameter,
+            "readQueueNums and writeQueueNums must be positive",
+        ));
+    }
+    let mut attributes = BTreeMap::new();
+    for attr in h
+        .attributes
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|a| !a.is_empty())
+    {
+        let attr = attr.trim_start_matches('+');
+        if let Some((k, v)) = attr.split_once('=') {
+            attributes.insert(format!("+{k}"), v.to_owned());
+        }
+    }
+    let config = TopicConfig {
+        attributes,
+        order: h.order.unwrap_or(false),
+        perm: h.perm & (perm::READ | perm::WRITE | perm::INHERIT),
+        read_queue_nums: h.read_queue_nums,
+        topic_filter_type: h
+            .topic_filter_type
+            .clone()
+            .unwrap_or_else(|| "SINGLE_TAG".into()),
+        topic_name: h.topic.clone(),
+        topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
+        write_queue_nums: h.write_queue_nums,
+    };
+    tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, perm = h.perm, "topic updated by admin");
+    s.topics.upsert(config);
+    s.topics_changed().await;
+    Ok(ok(req))
+}
+
+pub(super) async fn delete_topic(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
+    let h: TopicHeader = header(req)?;
+    if naming::is_system_topic(&h.topic) || naming::is_send_forbidden(&h.topic) {
+        return Err(err(
+            req,
+            ResponseCode::InvalidParameter,
+            format!("The topic[{}] is a system topic", h.topic),
+        ));
+    }
+    s.topics.remove(&h.topic);
+    s.offsets.remove_topic(&h.topic);
+    let store = s.store.clone();
+    let topic = h.topic.clone();
+    let _ = tokio::task::spawn_blocking(move || store.delete_topic(&topic)).await;
+    s.arrivals.notify_all();
+    s.topics_changed().await;
+    Ok(ok(req))
+}
+
+pub(super) fn all_topic_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    Ok(json_reply(req, &s.topics.snapshot().with_mapping_fields()))
+}
+
+pub(super) fn topic_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: TopicHeader = header(req)?;
+    let Some(tc) = s.topics.get(&h.topic) else {
+        return Err(err(
+            req,
+            ResponseCode::TopicNotExist,
+            format!("No topic in this broker. topic: {}", h.topic),
+        ));
+    };
+    Ok(json_reply(req, &serde_json::json!({ "topicConfig": tc })))
+}
+
+pub(super) fn system_topics(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let topic_list = s
+        .topics
+        .names()
+        .into_iter()
+        .filter(|t| naming::is_system_topic(t) || naming::is_send_forbidden(t))
+        .collect();
+    Ok(json_reply(
+        req,
+        &TopicList {
+            broker_addr: None,
+            topic_list,
+        },
+    ))
+}
+
+pub(super) fn runtime_info(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let stats = s.store.stats();
+    let put = s
+        .stats
+        .msg_put_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let get = s
+        .stats
+        .msg_get_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut t = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        t.insert(k.to_owned(), v);
+    };
+    set("brokerVersionDesc", "V5_3_3".into());
+    set("brokerVersion", version::CURRENT.to_string());
+    set("brokerActive", "true".into());
+    for k in ["msgPutTotalYesterdayMorning", "msgPutTotalTodayMorning"] {
+        set(k, "0".into());
+    }
+    set("msgPutTotalTodayNow", put.to_string());
+    for k in ["msgGetTotalYesterdayMorning", "msgGetTotalTodayMorning"] {
+        set(k, "0".into());
+    }
+    set("msgGetTotalTodayNow", get.to_string());
+    set("putTps", "0.0 0.0 0.0".into());
+    set("getTransferredTps", "0.0 0.0 0.0".into());
+    set("getFoundTps", "0.0 0.0 0.0".into());
+    set(
+        "commitLogDiskRatio",
+        format!("{:?}", stats.commit_log_disk_ratio),
+    );
+    set(
+        "consumeQueueDiskRatio",
+        format!("{:?}", stats.commit_log_disk_ratio),
+    );
+    let earliest = s
+        .store
+        .lookup_message_by_offset(stats.commit_log_min_offset)
+        .and_then(|r| {
+            ferrymq_protocol::message::RecordView::parse(&r)
+                .ok()
+                .map(|v| v.store_timestamp())
+        })
+        .unwrap_or(0);
+    set("earliestMessageTimeStamp", earliest.to_string());
+    set("pageCacheLockTimeMills", "0".into());
+    for k in [
+        "sendThreadPoolQueueSize",
+        "pullThreadPoolQueueSize",
+        "queryThreadPoolQueueSize",
+    ] {
+        set(k, "0".into());
+    }
+    for k in [
+        "sendThreadPoolQueueHeadWaitTimeMills",
+        "pullThreadPoolQueueHeadWaitTimeMills",
+        "queryThreadPoolQueueHeadWaitTimeMills",
+    ] {
+        set(k, "0".into());
+    }
+    for k in ["timerReadBehind", "timerOffsetBehind", "timerCongestNum"] {
+        set(k, "0".into());
+    }
+    set("timerEnqueueTps", "0.0".into());
+    set("timerDequeueTps", "0.0".into());
+    let avg = stats
+        .put_message_bytes
+        .checked_div(stats.put_message_count)
+        .unwrap_or(0);
+    set("putMessageAverageSize", avg.to_string());
+    set("putMessageTimesTotal", stats.put_message_count.to_string());
+    set("putMessageSizeTotal", stats.put_message_bytes.to_string());
+    set(
+        "totalMemKBytes",
+        (s.in_memory_window * 10 / 4 / 1024).to_string(),
+    );
+    set(
+        "commitLogMinOffset",
+        stats.commit_log_min_offset.to_string(),
+    );
+    set(
+        "commitLogMaxOffset",
+        stats.commit_log_max_offset.to_string(),
+    );
+    set(
+        "dispatchBehindBytes",
+        (stats.commit_log_max_offset - stats.dispatch_offset)
+            .max(0)
+            .to_string(),
+    );
+    set("bootTimestamp", s.boot_timestamp.to_string());
+    set(
+        "runtime",
+        format!("[ {} seconds ]", s.boot.elapsed().as_secs()),
+    );
+    set("brokerName", s.config.broker_name.clone());
+    Ok(json_reply(req, &KvTable { table: t }))
+}
+
+pub(super) fn broker_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let mut text = String::new();
+    for (k, v) in s.config.to_pairs() {
+        text.push_str(k);
+        text.push('=');
+        text.push_str(&v);
+        text.push('\n');
+    }
+    let version = serde_json::to_string(&s.topics.data_version()).unwrap_or_default();
+    Ok(ok(req)
+        .with_header(&ferrymq_protocol::header::GetBrokerConfigResponseHeader { version })
+        .with_body(text))
+}
+
+fn mq(s: &BrokerState, topic: &str, queue_id: i32) -> MessageQueue {
+    MessageQueue {
+        topic: topic.to_owned(),
+        broker_name: s.config.broker_name.clone(),
+        queue_id,
+    }
+}
+
+pub(super) fn topic_stats(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: TopicHeader = header(req)?;
+    let Some(tc) = s.topics.get(&h.topic) else {
+        return Err(err(
+            req,
+            ResponseCode::TopicNotExist,
+            format!("topic[{}] not exist", h.topic),
+        ));
+    };
+    let mut table = BTreeMap::new();
+    for q in 0..tc.write_queue_nums.max(tc.read_queue_nums) {
+        let min = s.store.min_offset_in_queue(&h.topic, q);
+        let max = s.store.max_offset_in_queue(&h.topic, q);
+        let last = if max > 0 {
+            s.store
+                .message_store_timestamp(&h.topic, q, max - 1)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        table.insert(
+            mq(s, &h.topic, q),
+            TopicOffset {
+                min_offset: min,
+                max_offset: max,
+                last_update_timestamp: last,
+            },
+        );
+    }
+    let body = encode_topic_stats(&table).unwrap_or_default();
+    Ok(ok(req).with_body(body))
+}
+
+pub(super) fn consume_stats(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: GetConsumeStatsRequestHeader = header(req)?;
+    let topics: Vec<String> = match (&h.topic, &h.topic_list) {
+        (Some(t), _) if !t.is_empty() => vec![t.clone()],
+        (_, Some(list)) if !list.is_empty() => list.split(',').map(|t| t.to_owned()).collect(),
+        _ => s
+            .offsets
+            .topic_groups()
+            .into_iter()
+            .filter(|(_, g)| *g == h.consumer_group)
+            .map(|(t, _)| t)
+            .collect(),
+    };
+    let mut table = BTreeMap::new();
+    for topic in topics {
+        let Some(tc) = s.topics.get(&topic) else {
+            continue;
+        };
+        for q in 0..tc.read_queue_nums {
+            let broker_offset = s.store.max_offset_in_queue(&topic, q);
+            let consumer_offset = s
+                .offsets
+                .query(&topic, &h.consumer_group, q)
+                .unwrap_or(0)
+                .max(0);
+            let last_timestamp = if consumer_offset > 0 {
+                s.store
+                    .message_store_timestamp(&topic, q, consumer_offset - 1)
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            table.insert(
+                mq(s, &topic, q),
+                OffsetWrapper {
+                    broker_offset,
+                    consumer_offset,
+                    pull_offset: consumer_offset,
+                    last_timestamp,
+                },
+            );
+        }
+    }
+    Ok(ok(req).with_body(encode_consume_stats(0.0, &table).unwrap_or_default()))
+}
+
+pub(super) fn consumer_connections(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: ConsumerGroupHeader = header(req)?;
+    match s.clients.consumer_connection(&h.consumer_group) {
+        Some(c) if !c.connection_set.is_empty() => Ok(json_reply(req, &c)),
+        _ => Err(err(
+            req,
+            ResponseCode::ConsumerNotOnline,
+            format!("the consumer group[{}] not online", h.consumer_group),
+        )),
+    }
+}
+
+pub(super) fn producer_connections(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: ProducerGroupHeader = header(req)?;
+    match s.clients.producer_connections(&h.producer_group) {
+        Some(set) if !set.is_empty() => Ok(json_reply(
+            req,
+            &ferrymq_protocol::body::ProducerConnection {
+                connection_set: set,
+            },
+        )),
+        _ => Err(err(
+            req,
+            ResponseCode::SystemError,
+            format!("the producer group[{}] not exist", h.producer_group),
+        )),
+    }
+}
+
+pub(super) async fn create_group(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
+    let config: SubscriptionGroupConfig = json_body(req)?;
+    if let Err(e) = naming::validate_group(&config.group_name) {
+        return Err(err(req, ResponseCode::InvalidParameter, e.0));
+    }
+    tracing::info!(group = %config.group_name, "subscription group updated by admin");
+    s.groups.upsert(config);
+    s.groups_changed().await;
+    Ok(ok(req))
+}
+
+pub(super) fn all_groups(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    Ok(json_reply(req, &s.groups.snapshot()))
+}
+
+pub(super) fn group_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: GroupHeader = header(req)?;
+    match s.groups.get(&h.group) {
+        Some(g) => Ok(json_reply(req, &g)),
+        None => Err(err(
+            req,
+            ResponseCode::SubscriptionGroupNotExist,
+            format!("subscription group not exist, {}", h.group),
+        )),
+    }
+}
+
+pub(super) async fn delete_group(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
+    let h: DeleteSubscriptionGroupRequestHeader = header(req)?;
+    s.groups.remove(&h.group_name);
+    if h.clean_offset == Some(true) {
+        s.offsets.remove_group(&h.group_name);
+    }
+    s.groups_changed().await;
+    Ok(ok(req))
+}
+
+pub(super) fn all_consumer_offsets(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let text = ferrymq_protocol::body::to_java_json(&s.offsets.snapshot()).unwrap_or_default();
+    Ok(ok(req).with_body(text))
+}
+
+pub(super) fn all_delay_offsets(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    match std::fs::read_to_string(s.delay_offsets_file().path()) {
+        Ok(text) => Ok(ok(req).with_body(text)),
+        Err(_) => Ok(ok(req).with_body(r#"{"offsetTable":{}}"#.to_owned())),
+    }
+}
+
+pub(super) fn topic_consumed_by(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: TopicHeader = header(req)?;
+    let mut groups: std::collections::BTreeSet<String> =
+        s.clients.groups_subscribing(&h.topic).into_iter().collect();
+    groups.extend(
+        s.offsets
+            .topic_groups()
+            .into_iter()
+            .filter(|(t, _)| *t == h.topic)
+            .map(|(_, g)| g),
+    );
+    Ok(json_reply(req, &GroupList { group_list: groups }))
+}
+
+pub(super) fn topics_by_consumer(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: GroupHeader = header(req)?;
+    let topic_list = s
+        .offsets
+        .topic_groups()
+        .into_iter()
+        .filter(|(_, g)| *g == h.group)
+        .map(|(t, _)| t)
+        .collect();
+    Ok(json_reply(
+        req,
+        &TopicList {
+            broker_addr: Some(s.broker_addr.clone()),
+            topic_list,
+        },
+    ))
+}
+
+pub(super) fn query_message(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: QueryMessageRequestHeader = header(req)?;
+    let uniq = req.ext_fields.get("_UNIQUE_KEY_QUERY") == Some("true");
+    let max = if uniq { 32 } else { h.max_num.max(1) as usize };
+    let found =
+        s.store
+            .query_messages_by_key(&h.topic, &h.key, max, h.begin_timestamp, h.end_timestamp);
+    let resp_header = QueryMessageResponseHeader {
+        index_last_update_timestamp: found.index_last_update_timestamp,
+        index_last_update_phyoffset: found.index_last_update_phy_offset,
+    };
+    if found.messages.is_empty() {
+        return Err(err(
+            req,
+            ResponseCode::QueryNotFound,
+            "can not find message, maybe time range not correct",
+        )
+        .with_header(&resp_header));
+    }
+    let mut body = Body::default();
+    for m in found.messages {
+        body.push(m);
+    }
+    Ok(ok(req).with_header(&resp_header).with_body(body))
+}
+
+pub(super) fn view_message(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: ViewMessageRequestHeader = header(req)?;
+    match s.store.lookup_message_by_offset(h.offset) {
+        Some(record) => Ok(ok(req).with_body(record)),
+        None => Err(err(
+            req,
+            ResponseCode::SystemError,
+            format!("can not find message by the offset, {}", h.offset),
+        )),
+    }
+}
+
+/// INVOKE_BROKER_TO_RESET_OFFSET: the server-side reset of 5.x — committed offsets move now and
+/// each queue's next pull is answered with OFFSET_MOVED to the new position.
+pub(super) fn reset_offset(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: ResetOffsetRequestHeader = header(req)?;
+    let Some(tc) = s.topics.get(&h.topic) else {
+        return Err(err(
+            req,
+            ResponseCode::TopicNotExist,
+            format!("topic[{}] not exist", h.topic),
+        ));
+    };
+    let force = h.is_force.unwrap_or(true);
+    let mut targets = BTreeMap::new();
+    let mut table = BTreeMap::new();
+    for q in 0..tc.read_queue_nums {
+        if h.queue_id.is_some_and(|want| want >= 0 && want != q) {
+            continue;
+        }
+        let target = match h.offset.filter(|o| *o >= 0) {
+            Some(o) => o,
+            None if h.timestamp < 0 => s.store.max_offset_in_queue(&h.topic, q),
+            None => s.store.offset_by_timestamp(&h.topic, q, h.timestamp),
+        };
+        let current = s.offsets.query(&h.topic, &h.group, q);
+        let offset = match current {
+            Some(c) if !force && target >= c => c,
+            _ => target,
+        };
+        targets.insert(q, offset);
+        table.insert(mq(s, &h.topic, q), offset);
+    }
+    s.offsets.reset(&h.topic, &h.group, &targets);
+    tracing::info!(group = %h.group, topic = %h.topic, "consumer offsets reset by admin");
+    Ok(ok(req).with_body(encode_reset_offset_body(&table).unwrap_or_default()))
+}

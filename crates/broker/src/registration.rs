@@ -1,0 +1,126 @@
+//! Keeping the NameServers informed: the broker registers its whole topic table with every
+//! NameServer at start, every `registerNameServerPeriod` (30 s) and at once when topics change,
+//! and unregisters on shutdown. NameServers are independent, so each is called separately and a
+//! dead one only costs a logged warning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrymq_protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
+use ferrymq_protocol::header::{BrokerIdentityHeader, RegisterBrokerRequestHeader};
+use ferrymq_protocol::message::flag::perm;
+use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
+use ferrymq_remoting::RemotingClient;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::BrokerState;
+
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
+
+fn topic_wrapper(s: &BrokerState) -> TopicConfigSerializeWrapper {
+    let mut w = s.topics.snapshot();
+    let broker_perm = s.config.broker_permission;
+    if !perm::is_readable(broker_perm) || !perm::is_writeable(broker_perm) {
+        for tc in w.topic_config_table.values_mut() {
+            tc.perm &= broker_perm;
+        }
+    }
+    w
+}
+
+fn register_request(s: &BrokerState) -> RemotingCommand {
+    let body = RegisterBrokerBody {
+        filter_server_list: Vec::new(),
+        topic_config_serialize_wrapper: topic_wrapper(s),
+    }
+    .encode();
+    let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
+    let ha_ip = s
+        .config
+        .broker_ip2
+        .clone()
+        .unwrap_or_else(|| s.store_host.ip().to_string());
+    let header = RegisterBrokerRequestHeader {
+        broker_name: s.config.broker_name.clone(),
+        broker_addr: s.broker_addr.clone(),
+        cluster_name: s.config.broker_cluster_name.clone(),
+        ha_server_addr: format!("{ha_ip}:{}", s.config.ha_listen_port),
+        broker_id: s.config.broker_id,
+        heartbeat_timeout_millis: None,
+        enable_acting_master: Some(false),
+        compressed: Some(false),
+        body_crc32: Some(crc),
+        zone_name: None,
+    };
+    RemotingCommand::request_with_header(RequestCode::RegisterBroker, &header).with_body(body)
+}
+
+/// Registers with every NameServer once; returns how many accepted.
+pub async fn register_all(s: &BrokerState, client: &RemotingClient) -> usize {
+    let addrs = s.config.namesrv_addrs();
+    let calls = addrs.iter().map(|addr| {
+        let req = register_request(s);
+        async move {
+            match client.invoke(addr, req, REGISTER_TIMEOUT).await {
+                Ok(resp) if resp.response_code() == ResponseCode::Success => true,
+                Ok(resp) => {
+                    tracing::warn!(namesrv = %addr, code = resp.code, remark = ?resp.remark, "broker registration refused");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(namesrv = %addr, error = %e, "broker registration failed");
+                    false
+                }
+            }
+        }
+    });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count()
+}
+
+/// The registration loop; ends when `stop` fires.
+pub async fn run(s: Arc<BrokerState>, client: RemotingClient, stop: CancellationToken) {
+    let period = Duration::from_millis(s.config.register_name_server_period.clamp(10_000, 60_000));
+    let mut logged = false;
+    loop {
+        let n = register_all(&s, &client).await;
+        if n > 0 && !logged {
+            tracing::info!(
+                broker = %s.config.broker_name,
+                addr = %s.broker_addr,
+                topics = s.topics.names().len(),
+                namesrvs = n,
+                "registered with name servers"
+            );
+            logged = true;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+            _ = s.register_now.notified() => {}
+        }
+    }
+}
+
+/// Tells every NameServer this broker is leaving.
+pub async fn unregister_all(s: &BrokerState, client: &RemotingClient) {
+    let header = BrokerIdentityHeader {
+        broker_name: s.config.broker_name.clone(),
+        broker_addr: s.broker_addr.clone(),
+        cluster_name: s.config.broker_cluster_name.clone(),
+        broker_id: s.config.broker_id,
+    };
+    let addrs = s.config.namesrv_addrs();
+    let calls = addrs.iter().map(|addr| {
+        let req = RemotingCommand::request_with_header(RequestCode::UnregisterBroker, &header);
+        async move {
+            if let Err(e) = client.invoke(addr, req, Duration::from_secs(3)).await {
+                tracing::warn!(namesrv = %addr, error = %e, "broker unregistration failed");
+            }
+        }
+    });
+    futures::future::join_all(calls).await;
+}

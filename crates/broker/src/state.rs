@@ -1,0 +1,172 @@
+//! Everything the request processors and background tasks of one broker share: its config, the
+//! message store, and the tables (topics, groups, offsets, clients, locks) with their
+//! persistence. One value behind an `Arc`; each table guards itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrymq_protocol::command_header;
+use ferrymq_protocol::message::flag::perm;
+use ferrymq_protocol::message::msg_id::UniqKeyGenerator;
+use ferrymq_protocol::{RemotingCommand, RequestCode};
+use ferrymq_store::config_file::{ConfigFile, DelayOffsetTable};
+use ferrymq_store::MessageStore;
+use tokio::sync::Notify;
+
+use crate::client_registry::ClientRegistry;
+use crate::config::BrokerConfig;
+use crate::long_polling::ArrivalSignals;
+use crate::offsets::ConsumerOffsets;
+use crate::queue_lock::QueueLocks;
+use crate::subscription_groups::SubscriptionGroups;
+use crate::topic_table::TopicTable;
+
+/// Counters for GET_BROKER_RUNTIME_INFO.
+#[derive(Default)]
+pub struct BrokerStats {
+    pub msg_put_total: AtomicU64,
+    pub msg_get_total: AtomicU64,
+}
+
+pub struct BrokerState {
+    pub config: BrokerConfig,
+    pub store: Arc<MessageStore>,
+    pub topics: TopicTable,
+    pub groups: SubscriptionGroups,
+    pub offsets: ConsumerOffsets,
+    pub clients: ClientRegistry,
+    pub locks: QueueLocks,
+    pub arrivals: Arc<ArrivalSignals>,
+    pub stats: BrokerStats,
+    /// `brokerIP1:listenPort`, what clients and the NameServers are told.
+    pub broker_addr: String,
+    pub store_host: SocketAddr,
+    pub uniq_keys: UniqKeyGenerator,
+    /// Wakes the registration task for an immediate re-registration.
+    pub register_now: Notify,
+    /// Bytes behind the commit-log head still counted as "in memory" (40 % of RAM, Java's
+    /// accessMessageInMemoryMaxRatio), for the new-group start offset.
+    pub in_memory_window: i64,
+    pub boot: Instant,
+    pub boot_timestamp: i64,
+    pub config_dir: PathBuf,
+}
+
+command_header! {
+    /// NOTIFY_CONSUMER_IDS_CHANGED (40), broker → consumer.
+    pub struct NotifyConsumerIdsChangedHeader {
+        consumer_group: String => "consumerGroup",
+    }
+}
+
+impl BrokerState {
+    pub fn topics_file(&self) -> ConfigFile {
+        ConfigFile::new(self.config_dir.join("topics.json"))
+    }
+
+    pub fn groups_file(&self) -> ConfigFile {
+        ConfigFile::new(self.config_dir.join("subscriptionGroup.json"))
+    }
+
+    pub fn offsets_file(&self) -> ConfigFile {
+        ConfigFile::new(self.config_dir.join("consumerOffset.json"))
+    }
+
+    pub fn delay_offsets_file(&self) -> ConfigFile {
+        ConfigFile::new(self.config_dir.join("delayOffset.json"))
+    }
+
+    pub fn broker_writable(&self) -> bool {
+        perm::is_writeable(self.config.broker_permission) && !self.config.is_slave()
+    }
+
+    pub fn broker_readable(&self) -> bool {
+        perm::is_readable(self.config.broker_permission)
+    }
+
+    /// Persists the topic table off the async workers and asks for a re-registration.
+    pub async fn topics_changed(self: &Arc<Self>) {
+        let snapshot = self.topics.snapshot();
+        let file = self.topics_file();
+        let result = tokio::task::spawn_blocking(move || file.persist(&snapshot)).await;
+        if let Ok(Err(e)) = result {
+            tracing::error!(error = %e, "cannot persist topics.json");
+        }
+        self.register_now.notify_one();
+    }
+
+    pub async fn groups_changed(&self) {
+        let snapshot = self.groups.snapshot();
+        let file = self.groups_file();
+        let result = tokio::task::spawn_blocking(move || file.persist(&snapshot)).await;
+        if let Ok(Err(e)) = result {
+            tracing::error!(error = %e, "cannot persist subscriptionGroup.json");
+        }
+    }
+
+    /// Writes consumer offsets if they changed.
+    pub async fn persist_offsets(&self) {
+        let Some(snapshot) = self.offsets.take_dirty_snapshot() else {
+            return;
+        };
+        let file = self.offsets_file();
+        let result = tokio::task::spawn_blocking(move || file.persist(&snapshot)).await;
+        if let Ok(Err(e)) = result {
+            tracing::error!(error = %e, "cannot persist consumerOffset.json");
+        }
+    }
+
+    pub fn persist_delay_offsets(&self, table: &DelayOffsetTable) {
+        if let Err(e) = self.delay_offsets_file().persist(table) {
+            tracing::error!(error = %e, "cannot persist delayOffset.json");
+        }
+    }
+
+    /// Tells every member of a clustering group that membership changed so it rebalances now.
+    pub fn notify_consumer_ids_changed(&self, group: &str) {
+        let header = NotifyConsumerIdsChangedHeader {
+            consumer_group: group.to_owned(),
+        };
+        for conn in self.clients.consumer_connections(group) {
+            let cmd = RemotingCommand::request_with_header(
+                RequestCode::NotifyConsumerIdsChanged,
+                &header,
+            );
+            tokio::spawn(async move {
+                let _ = conn.invoke_oneway(cmd).await;
+            });
+        }
+    }
+
+    /// 40 % of physical memory, from /proc/meminfo (1 GiB when unreadable).
+    pub fn default_in_memory_window() -> i64 {
+        let total_kb = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<i64>().ok())
+            })
+            .unwrap_or(1 << 20);
+        total_kb * 1024 * 4 / 10
+    }
+
+    pub fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    pub fn record_puts(&self, n: u64) {
+        self.stats.msg_put_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn record_gets(&self, n: u64) {
+        self.stats.msg_get_total.fetch_add(n, Ordering::Relaxed);
+    }
+}

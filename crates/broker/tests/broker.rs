@@ -1,0 +1,518 @@
+//! The broker over real sockets: an in-process broker on ephemeral ports with its own store
+//! directory, driven by the transport client exactly as a RocketMQ client drives it.
+
+use std::time::{Duration, Instant};
+
+use ferrymq_broker::{Broker, BrokerConfig};
+use ferrymq_protocol::body::{ConsumerData, HeartbeatData, SubscriptionData};
+use ferrymq_protocol::header::{
+    ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader, EndTransactionRequestHeader,
+    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    QueryConsumerOffsetRequestHeader, QueueRequestHeader, SendMessageRequestHeader,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+};
+use ferrymq_protocol::message::batch::{self, BatchElement};
+use ferrymq_protocol::message::flag::{pull_sys_flag, sys_flag};
+use ferrymq_protocol::message::properties::{self, keys};
+use ferrymq_protocol::message::record::RecordIter;
+use ferrymq_protocol::message::{OffsetMsgId, RecordView};
+use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
+use ferrymq_remoting::{ClientConfig, RemotingClient};
+
+const T: Duration = Duration::from_secs(10);
+
+struct Harness {
+    broker: Option<Broker>,
+    client: RemotingClient,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(tweak: impl FnOnce(&mut BrokerConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = BrokerConfig {
+            listen_port: 0,
+            broker_ip1: Some("127.0.0.1".into()),
+            store_path_root_dir: dir.path().to_string_lossy().into_owned(),
+            mapped_file_size_commit_log: 4 << 20,
+            mapped_file_size_consume_queue: 20 * 1000,
+            message_delay_level: "1s 2s".into(),
+            ..BrokerConfig::default()
+        };
+        tweak(&mut c);
+        let broker = Broker::start(c).await.unwrap();
+        let addr = broker.broker_addr().to_owned();
+        Harness {
+            broker: Some(broker),
+            client: RemotingClient::new(ClientConfig::default()),
+            addr,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, req: RemotingCommand) -> RemotingCommand {
+        self.client.invoke(&self.addr, req, T).await.unwrap()
+    }
+
+    async fn send(&self, topic: &str, body: &[u8], props: &str, queue_id: i32) -> RemotingCommand {
+        let h = SendMessageRequestHeader {
+            producer_group: "pg".into(),
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            default_topic_queue_nums: 4,
+            queue_id,
+            sys_flag: 0,
+            born_timestamp: 1,
+            flag: 0,
+            properties: Some(props.into()),
+            reconsume_times: None,
+            unit_mode: None,
+            batch: None,
+            max_reconsume_times: None,
+            broker_name: None,
+        };
+        let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(body.to_vec());
+        h.write_v2(&mut req.ext_fields);
+        self.call(req).await
+    }
+
+    async fn pull(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        sub: &str,
+        suspend_ms: i64,
+    ) -> RemotingCommand {
+        let h = PullMessageRequestHeader {
+            consumer_group: group.into(),
+            topic: topic.into(),
+            queue_id,
+            queue_offset: offset,
+            max_msg_nums: 32,
+            sys_flag: pull_sys_flag::build(false, suspend_ms > 0, true, false, false),
+            commit_offset: 0,
+            suspend_timeout_millis: suspend_ms,
+            subscription: Some(sub.into()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            max_msg_bytes: None,
+        };
+        self.call(RemotingCommand::request_with_header(
+            RequestCode::PullMessage,
+            &h,
+        ))
+        .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+    }
+}
+
+fn records(resp: &RemotingCommand) -> Vec<(String, Vec<u8>, String, i64)> {
+    let body = resp.body.to_bytes();
+    RecordIter::new(&body)
+        .map(|r| {
+            let v = r.unwrap();
+            (
+                v.topic().to_owned(),
+                v.body().to_vec(),
+                v.properties().to_owned(),
+                v.queue_offset(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn send_then_pull_round_trips_with_offsets_and_ids() {
+    let h = Harness::start(|_| {}).await;
+    let props = properties::encode([
+        (keys::TAGS, "TagA"),
+        (keys::KEYS, "k1 k2"),
+        ("color", "blue"),
+    ]);
+    let resp = h.send("Orders", b"hello", &props, 1).await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    let sh: SendMessageResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(sh.queue_id, 1);
+    assert_eq!(sh.queue_offset, 0);
+    assert!(sh.transaction_id.is_some());
+    let id = OffsetMsgId::decode(&sh.msg_id).unwrap();
+    assert_eq!(
+        id.store_host.port(),
+        h.broker.as_ref().unwrap().local_addr().port()
+    );
+
+    let resp = h.pull("cg", "Orders", 1, 0, "*", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    let ph: PullMessageResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(
+        (ph.next_begin_offset, ph.min_offset, ph.max_offset),
+        (1, 0, 1)
+    );
+    let got = records(&resp);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, b"hello");
+    assert_eq!(properties::get(&got[0].2, "color"), Some("blue"));
+    assert_eq!(properties::get(&got[0].2, keys::KEYS), Some("k1 k2"));
+
+    // Tag filtering happens on the consume queue.
+    let resp = h.pull("cg", "Orders", 1, 0, "TagB", 0).await;
+    assert_ne!(resp.response_code(), ResponseCode::Success);
+    // At the end of the queue: PULL_NOT_FOUND with the full header.
+    let resp = h.pull("cg", "Orders", 1, 1, "*", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::PullNotFound);
+    let ph: PullMessageResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(ph.next_begin_offset, 1);
+    // Past the end: OFFSET_MOVED.
+    let resp = h.pull("cg", "Orders", 1, 7, "*", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::PullOffsetMoved);
+
+    let q = QueueRequestHeader {
+        topic: "Orders".into(),
+        queue_id: 1,
+        committed: None,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::GetMaxOffset,
+            &q,
+        ))
+        .await;
+    assert_eq!(
+        resp.decode_header::<OffsetResponseHeader>().unwrap().offset,
+        1
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn long_polling_pull_wakes_on_arrival() {
+    let h = Harness::start(|_| {}).await;
+    assert_eq!(
+        h.send("Poll", b"first", "", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    let start = Instant::now();
+    let (pull, _) = tokio::join!(h.pull("cg", "Poll", 0, 1, "*", 5000), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        h.send("Poll", b"second", "", 0).await
+    });
+    assert_eq!(pull.response_code(), ResponseCode::Success);
+    assert_eq!(records(&pull)[0].1, b"second");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "held for {:?}",
+        start.elapsed()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_rocketmq_error_codes() {
+    let h = Harness::start(|c| c.max_message_size = 1024).await;
+    let resp = h.send("bad topic!", b"x", "", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    assert!(resp.remark.unwrap().contains("topic"));
+    let resp = h.send("Big", &vec![0u8; 2048], "", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::MessageIllegal);
+    let resp = h.send("SCHEDULE_TOPIC_XXXX", b"x", "", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::NoPermission);
+    assert_eq!(
+        h.send("Small", b"ok", "", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    let resp = h.send("Small", b"x", "", 99).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    let resp = h.pull("cg", "Small", 99, 0, "*", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    let resp = h.pull("cg", "Nope", 0, 0, "*", 0).await;
+    assert_eq!(resp.response_code(), ResponseCode::TopicNotExist);
+    // A header that is missing required fields is an error response, not a dropped connection.
+    let resp = h
+        .call(RemotingCommand::request(RequestCode::PullMessage))
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::SystemError);
+    let resp = h
+        .call(RemotingCommand::request(RequestCode::Unknown(55555)))
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::RequestCodeNotSupported);
+    // Still serving.
+    assert_eq!(
+        h.send("Small", b"ok", "", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn offsets_persist_across_restart_and_auto_create_is_switchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_string_lossy().into_owned();
+    let h = Harness::start(|c| c.store_path_root_dir = root.clone()).await;
+    assert_eq!(
+        h.send("Kept", b"a", "", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    let up = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: "Kept".into(),
+        queue_id: 0,
+        commit_offset: 1,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::UpdateConsumerOffset,
+            &up,
+        ))
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    h.stop().await;
+
+    let h = Harness::start(|c| {
+        c.store_path_root_dir = root.clone();
+        c.auto_create_topic_enable = false;
+    })
+    .await;
+    let q = QueryConsumerOffsetRequestHeader {
+        consumer_group: "cg".into(),
+        topic: "Kept".into(),
+        queue_id: 0,
+        set_zero_if_not_found: None,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::QueryConsumerOffset,
+            &q,
+        ))
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    assert_eq!(
+        resp.decode_header::<OffsetResponseHeader>().unwrap().offset,
+        1
+    );
+    let resp = h.pull("cg", "Kept", 0, 0, "*", 0).await;
+    assert_eq!(records(&resp)[0].1, b"a");
+    // Auto-create is off now: unknown topics are refused, created ones work.
+    assert_eq!(
+        h.send("Fresh", b"x", "", 0).await.response_code(),
+        ResponseCode::TopicNotExist
+    );
+    let ct = CreateTopicRequestHeader {
+        topic: "Fresh".into(),
+        default_topic: Some("TBW102".into()),
+        read_queue_nums: 2,
+        write_queue_nums: 2,
+        perm: 6,
+        topic_filter_type: Some("SINGLE_TAG".into()),
+        topic_sys_flag: None,
+        order: None,
+        attributes: None,
+        force: None,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::UpdateAndCreateTopic,
+            &ct,
+        ))
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    assert_eq!(
+        h.send("Fresh", b"x", "", 1).await.response_code(),
+        ResponseCode::Success
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn batch_send_stores_each_element() {
+    let h = Harness::start(|_| {}).await;
+    let p0 = properties::encode([(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "A1")]);
+    let p1 = properties::encode([(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "A2")]);
+    let elems = [
+        BatchElement {
+            flag: 0,
+            body: b"one",
+            properties: &p0,
+        },
+        BatchElement {
+            flag: 0,
+            body: b"two",
+            properties: &p1,
+        },
+    ];
+    let body = batch::encode(elems.iter()).unwrap();
+    let hdr = SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: "Batch".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        sys_flag: 0,
+        born_timestamp: 1,
+        flag: 0,
+        properties: None,
+        reconsume_times: None,
+        unit_mode: None,
+        batch: Some(true),
+        max_reconsume_times: None,
+        broker_name: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::SendBatchMessage).with_body(body);
+    hdr.write_v2(&mut req.ext_fields);
+    let resp = h.call(req).await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    let sh: SendMessageResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(sh.msg_id.split(',').count(), 2);
+    let got = records(&h.pull("cg", "Batch", 0, 0, "*", 0).await);
+    assert_eq!(
+        got.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+    assert_eq!(got[1].3, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn failed_message_comes_back_through_the_retry_topic_after_its_delay() {
+    let h = Harness::start(|_| {}).await;
+    let hb = HeartbeatData {
+        client_id: "127.0.0.1@test".into(),
+        consumer_data_set: vec![ConsumerData {
+            group_name: "cg".into(),
+            subscription_data_set: vec![SubscriptionData {
+                topic: "Work".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = h
+        .call(
+            RemotingCommand::request(RequestCode::HeartBeat)
+                .with_body(serde_json::to_vec(&hb).unwrap()),
+        )
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    assert_eq!(
+        h.send("Work", b"job", "", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    let pulled = h.pull("cg", "Work", 0, 0, "*", 0).await;
+    let body = pulled.body.to_bytes();
+    let view = RecordView::parse(&body).unwrap();
+    let back = ConsumerSendMsgBackRequestHeader {
+        offset: view.physical_offset(),
+        group: "cg".into(),
+        delay_level: 1,
+        origin_msg_id: None,
+        origin_topic: Some("Work".into()),
+        unit_mode: None,
+        max_reconsume_times: None,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::ConsumerSendMsgBack,
+            &back,
+        ))
+        .await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    // Level 1 is 1 s here; the long poll is woken when the delayed copy is delivered.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let got = loop {
+        let r = h.pull("cg", "%RETRY%cg", 0, 0, "*", 2000).await;
+        if r.response_code() == ResponseCode::Success {
+            break records(&r);
+        }
+        assert!(Instant::now() < deadline, "retry message never arrived");
+    };
+    assert_eq!(got[0].1, b"job");
+    assert_eq!(properties::get(&got[0].2, keys::RETRY_TOPIC), Some("Work"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn transaction_half_message_is_invisible_until_commit() {
+    let h = Harness::start(|_| {}).await;
+    let props = properties::encode([
+        (keys::TRANSACTION_PREPARED, "true"),
+        (keys::PRODUCER_GROUP, "pg"),
+    ]);
+    let hdr = SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: "Tx".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        sys_flag: sys_flag::TRANSACTION_PREPARED_TYPE,
+        born_timestamp: 1,
+        flag: 0,
+        properties: Some(props),
+        reconsume_times: None,
+        unit_mode: None,
+        batch: None,
+        max_reconsume_times: None,
+        broker_name: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::SendMessage).with_body(b"tx-body".to_vec());
+    ferrymq_protocol::header::CommandHeader::write(&hdr, &mut req.ext_fields);
+    let resp = h.call(req).await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    let sh: SendMessageResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(
+        h.pull("cg", "Tx", 0, 0, "*", 0).await.response_code(),
+        ResponseCode::PullNotFound
+    );
+    let end = EndTransactionRequestHeader {
+        topic: Some("Tx".into()),
+        producer_group: "pg".into(),
+        tran_state_table_offset: sh.queue_offset,
+        commit_log_offset: OffsetMsgId::decode(&sh.msg_id).unwrap().physical_offset,
+        commit_or_rollback: sys_flag::TRANSACTION_COMMIT_TYPE,
+        from_transaction_check: None,
+        msg_id: sh.transaction_id.clone().unwrap_or_default(),
+        transaction_id: sh.transaction_id.clone(),
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::EndTransaction,
+            &end,
+        ))
+        .await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    let got = records(&h.pull("cg", "Tx", 0, 0, "*", 0).await);
+    assert_eq!(got[0].1, b"tx-body");
+    h.stop().await;
+}
