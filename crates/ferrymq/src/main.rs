@@ -1,1 +1,200 @@
-fn main() {}
+//! The `ferrymq` command line: parses arguments and wires the components together —
+//! `namesrv`, `broker`, `standalone` (both in one process) and the offline `store` tools.
+
+mod logging;
+mod store_cmd;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ferrymq_broker::{Broker, BrokerConfig};
+use ferrymq_namesrv::{NameServer, NamesrvConfig};
+
+#[derive(Parser)]
+#[command(name = "ferrymq", version, about = "A RocketMQ-compatible message broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a NameServer.
+    Namesrv {
+        /// Listen address (overrides `listenPort` of the config file).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// A RocketMQ namesrv.conf (property file).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Run a broker.
+    Broker {
+        /// A RocketMQ broker.conf (property file).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// NameServer addresses, `host:port;host:port` (overrides `namesrvAddr`).
+        #[arg(short = 'n', long = "namesrv-addr", env = "NAMESRV_ADDR")]
+        namesrv_addr: Option<String>,
+    },
+    /// Run a NameServer and a broker in one process, zero configuration.
+    Standalone {
+        /// A RocketMQ broker.conf for the broker part.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Listen address of the embedded NameServer.
+        #[arg(long, default_value = "0.0.0.0:9876")]
+        namesrv_listen: SocketAddr,
+    },
+    /// Offline tools for a store directory.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Store(cmd) = cli.command {
+        return match store_cmd::run(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Namesrv { listen, config } => run_namesrv(listen, config.as_deref()).await,
+            Command::Broker { config, namesrv_addr } => run_broker(config.as_deref(), namesrv_addr).await,
+            Command::Standalone { config, namesrv_listen } => run_standalone(config.as_deref(), namesrv_listen).await,
+            Command::Store(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_conf(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))
+}
+
+fn namesrv_config(path: Option<&Path>) -> Result<NamesrvConfig> {
+    let Some(path) = path else {
+        return Ok(NamesrvConfig::default());
+    };
+    let (config, unknown) = NamesrvConfig::from_conf(&read_conf(path)?)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    for key in unknown {
+        tracing::warn!(key, file = %path.display(), "unknown namesrv config key ignored");
+    }
+    Ok(config)
+}
+
+fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
+    let Some(path) = path else {
+        return Ok(BrokerConfig::default());
+    };
+    let (config, unknown) = BrokerConfig::from_conf(&read_conf(path)?)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    for key in unknown {
+        tracing::warn!(key, file = %path.display(), "unknown broker config key ignored");
+    }
+    Ok(config)
+}
+
+async fn run_namesrv(listen: Option<SocketAddr>, config: Option<&Path>) -> Result<()> {
+    let config = namesrv_config(config)?;
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
+    let namesrv = NameServer::start(config, listen).await.context("cannot start the name server")?;
+    tracing::info!(addr = %namesrv.local_addr(), "name server ready");
+    logging::shutdown_signal().await;
+    namesrv.shutdown().await;
+    Ok(())
+}
+
+async fn run_broker(config: Option<&Path>, namesrv_addr: Option<String>) -> Result<()> {
+    let mut config = broker_config(config)?;
+    if let Some(addr) = namesrv_addr.filter(|a| !a.trim().is_empty()) {
+        config.namesrv_addr = Some(addr);
+    }
+    if config.namesrv_addrs().is_empty() {
+        tracing::warn!("no name server configured (namesrvAddr, -n or NAMESRV_ADDR): clients will not find this broker");
+    }
+    let broker = Broker::start(config).await.context("cannot start the broker")?;
+    logging::shutdown_signal().await;
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// Where standalone keeps its data when no config says otherwise.
+fn default_standalone_root() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".ferrymq")
+        .join("store")
+}
+
+async fn run_standalone(config_path: Option<&Path>, namesrv_listen: SocketAddr) -> Result<()> {
+    let mut config = broker_config(config_path)?;
+    let text = config_path.map(read_conf).transpose()?.unwrap_or_default();
+    let has_key = |key: &str| {
+        text.lines()
+            .map(str::trim)
+            .any(|l| !l.starts_with('#') && l.split(['=', ':']).next().is_some_and(|k| k.trim() == key))
+    };
+    if !has_key("storePathRootDir") {
+        config.store_path_root_dir = default_standalone_root().to_string_lossy().into_owned();
+    }
+    if config.broker_ip1.as_deref().is_none_or(str::is_empty) {
+        config.broker_ip1 = Some("127.0.0.1".to_owned());
+    }
+    let mut namesrv_config = NamesrvConfig::default();
+    namesrv_config.kv_config_path = Path::new(&config.store_path_root_dir)
+        .join("namesrv")
+        .join("kvConfig.json")
+        .to_string_lossy()
+        .into_owned();
+    let namesrv = NameServer::start(namesrv_config, namesrv_listen)
+        .await
+        .context("cannot start the embedded name server")?;
+    let ns_addr = namesrv.local_addr();
+    let ns_local = if ns_addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], ns_addr.port()))
+    } else {
+        ns_addr
+    };
+    if !has_key("namesrvAddr") {
+        config.namesrv_addr = Some(ns_local.to_string());
+    }
+    tracing::info!(data = %config.store_path_root_dir, namesrv = %ns_addr, "standalone: name server ready");
+    let broker = match Broker::start(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            namesrv.shutdown().await;
+            bail!("cannot start the broker: {e}");
+        }
+    };
+    tracing::info!(broker = %broker.broker_addr(), namesrv = %ns_local, "standalone ready: NAMESRV_ADDR={ns_local}");
+    logging::shutdown_signal().await;
+    broker.shutdown().await;
+    namesrv.shutdown().await;
+    Ok(())
+}

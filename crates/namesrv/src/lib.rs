@@ -1,1 +1,125 @@
 //! NameServer: the broker registry and topic route table that clients and brokers talk to.
+//!
+//! Brokers register their topics here every 30 s; clients ask for the route of each topic they
+//! use. Instances are independent (no replication between name servers, as in RocketMQ): a
+//! broker registers with every one of them.
+//!
+//! [`NameServer`] wires the pieces together: the [`processor`] serving requests over a
+//! [`ferrymq_remoting::RemotingServer`], the [`route`] table, the [`kv`] config store, and a
+//! periodic scan that removes brokers whose heartbeat timed out.
+
+pub mod config;
+mod file;
+pub mod kv;
+pub mod processor;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferrymq_remoting::{ConnectionConfig, RemotingServer, ServerConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::{ConfigError, NamesrvConfig};
+pub use kv::{KvError, KvStore, ORDER_TOPIC_CONFIG};
+pub use processor::NamesrvHandler;
+
+/// Why a NameServer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NamesrvError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running NameServer. Dropping it does not stop it; call [`NameServer::shutdown`].
+pub struct NameServer {
+    server: RemotingServer,
+    handler: Arc<NamesrvHandler>,
+    stop: CancellationToken,
+    scan: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for NameServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameServer")
+            .field("local_addr", &self.server.local_addr())
+            .field("handler", &self.handler)
+            .finish()
+    }
+}
+
+impl NameServer {
+    /// Loads the KV config, binds `listen` (port 0 picks a free one) and starts serving and
+    /// scanning for inactive brokers. `config.listen_port`/`bind_address` are for the caller
+    /// that builds `listen`; they are not consulted here.
+    pub async fn start(
+        config: NamesrvConfig,
+        listen: SocketAddr,
+    ) -> Result<NameServer, NamesrvError> {
+        config.validate()?;
+        // One small file read at start-up; nothing is being served yet.
+        let kv = KvStore::load(&config.kv_config_path)?;
+        let connection = ConnectionConfig {
+            idle_timeout: config.idle_timeout(),
+            ..ConnectionConfig::default()
+        };
+        let handler = Arc::new(NamesrvHandler::new(config, kv));
+        let server = RemotingServer::bind(ServerConfig { listen, connection }, handler.clone())
+            .await
+            .map_err(|source| NamesrvError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let stop = CancellationToken::new();
+        let scan = tokio::spawn(scan_loop(handler.clone(), stop.clone()));
+        info!(addr = %server.local_addr(), "name server started");
+        Ok(NameServer {
+            server,
+            handler,
+            stop,
+            scan,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The current configuration (including runtime updates).
+    pub fn config(&self) -> NamesrvConfig {
+        self.handler.config()
+    }
+
+    /// Stops the scan, stops accepting, lets in-flight requests finish and closes connections.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.scan.await;
+        let addr = self.server.local_addr();
+        self.server.shutdown().await;
+        info!(%addr, "name server stopped");
+    }
+}
+
+/// Removes brokers whose heartbeat timed out, every `scanNotActiveBrokerInterval`. The interval
+/// is re-read each round so a runtime configuration update takes effect.
+async fn scan_loop(handler: Arc<NamesrvHandler>, stop: CancellationToken) {
+    loop {
+        let interval = handler.config().scan_interval();
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        handler.scan_not_active_brokers();
+    }
+}

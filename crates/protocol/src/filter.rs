@@ -1,4 +1,4 @@
-//! Message filters: tag expressions (`TagA || TagB`, `*`) and RocketMQ's SQL92 property filter.
+//! RocketMQ's SQL92 property filter (tag expressions live in `message::tag`).
 //!
 //! SQL92 follows the grammar RocketMQ documents for `MessageSelector.bySql`: numeric comparison
 //! (`> >= < <= = <> BETWEEN`), string comparison (`= <> IN`), `IS [NOT] NULL`, `AND OR NOT`,
@@ -582,55 +582,6 @@ fn eval<'v>(e: &'v Expr, property: &Lookup<'v>) -> Option<bool> {
     }
 }
 
-/// A parsed tag expression: `*` (everything) or tags joined by `||`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagFilter {
-    /// Empty means every tag matches.
-    pub tags: Vec<String>,
-    /// Java `String.hashCode` of each tag, as the consume queue stores them.
-    pub codes: Vec<i32>,
-}
-
-impl TagFilter {
-    pub fn parse(expression: &str) -> TagFilter {
-        let expression = expression.trim();
-        if expression.is_empty() || expression == "*" {
-            return TagFilter {
-                tags: Vec::new(),
-                codes: Vec::new(),
-            };
-        }
-        let tags: Vec<String> = expression
-            .split("||")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let codes = tags.iter().map(|t| java_string_hash(t)).collect();
-        TagFilter { tags, codes }
-    }
-
-    pub fn matches_all(&self) -> bool {
-        self.tags.is_empty()
-    }
-
-    /// Matches a consume-queue tag code (the broker-side check; hashes may collide).
-    pub fn matches_code(&self, tags_code: i64) -> bool {
-        self.matches_all() || self.codes.contains(&(tags_code as i32))
-    }
-
-    /// Matches the message's tag exactly (the client-side re-check).
-    pub fn matches_tag(&self, tag: Option<&str>) -> bool {
-        self.matches_all() || tag.is_some_and(|t| self.tags.iter().any(|x| x == t))
-    }
-}
-
-/// Java's `String.hashCode` over UTF-16 code units.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,18 +647,6 @@ mod tests {
         ] {
             assert!(SqlFilter::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn tag_filters() {
-        let f = TagFilter::parse("TagA || TagB");
-        assert_eq!(f.tags, vec!["TagA", "TagB"]);
-        assert!(f.matches_code(java_string_hash("TagA") as i64));
-        assert!(!f.matches_code(java_string_hash("TagC") as i64));
-        assert!(f.matches_tag(Some("TagB")));
-        assert!(!f.matches_tag(None));
-        assert!(TagFilter::parse("*").matches_code(42));
-        assert_eq!(java_string_hash("TagA"), 2598919);
     }
 
     proptest::proptest! {

@@ -350,6 +350,22 @@ impl BrokerData {
     }
 }
 
+/// The members of one broker name (GET_BROKER_MEMBER_GROUP).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerMemberGroup {
+    pub broker_addrs: BTreeMap<i64, String>,
+    pub broker_name: String,
+    pub cluster: String,
+}
+
+/// GET_BROKER_MEMBER_GROUP body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GetBrokerMemberGroupResponseBody {
+    pub broker_member_group: BrokerMemberGroup,
+}
+
 /// GET_ROUTEINFO_BY_TOPIC body.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

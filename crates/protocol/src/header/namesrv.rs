@@ -134,3 +134,11 @@ command_header! {
         topic: String => "topic",
     }
 }
+
+command_header! {
+    /// GET_BROKER_MEMBER_GROUP (901): the members of one broker name, asked by brokers.
+    pub struct GetBrokerMemberGroupRequestHeader {
+        cluster_name: String => "clusterName",
+        broker_name: String => "brokerName",
+    }
+}
