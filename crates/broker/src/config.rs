@@ -70,6 +70,8 @@ properties_struct! {
         enable_property_filter: bool = false => "enablePropertyFilter",
         /// Reply serialization: JSON (default, every client reads it) or ROCKETMQ.
         serialize_type: String = "JSON".to_owned() => "serializeType",
+        /// Appends queued longer than this are refused with SYSTEM_BUSY.
+        wait_time_mills_in_send_queue: u64 = 200 => "waitTimeMillsInSendQueue",
     }
 }
 
@@ -89,7 +91,6 @@ pub const IGNORED_JAVA_KEYS: &[&str] = &[
     "transientStorePoolEnable",
     "warmMapedFileEnable",
     "osPageCacheBusyTimeOutMills",
-    "waitTimeMillsInSendQueue",
     "serverWorkerThreads",
     "serverSelectorThreads",
     "serverSocketSndBufSize",

@@ -80,6 +80,7 @@ fn store_config(c: &BrokerConfig) -> StoreConfig {
     s.max_transfer_bytes_on_message_in_memory = c.max_transfer_bytes_on_message_in_memory;
     s.max_transfer_count_on_message_in_memory = c.max_transfer_count_on_message_in_memory;
     s.message_delay_level = c.message_delay_level.clone();
+    s.wait_time_in_queue = Duration::from_millis(c.wait_time_mills_in_send_queue.max(1));
     s
 }
 

@@ -40,12 +40,14 @@ pub(crate) enum AppendRequest {
         body_crc: i32,
         wait: bool,
         tx: oneshot::Sender<PutMessageResult>,
+        enqueued: Instant,
     },
     PutBatch {
         batch: MessageBatch,
         body_crcs: Vec<i32>,
         wait: bool,
         tx: oneshot::Sender<PutMessageResult>,
+        enqueued: Instant,
     },
 }
 
@@ -234,15 +236,28 @@ impl Appender {
     }
 
     fn handle(&mut self, req: AppendRequest, offsets: &mut QueueOffsets) -> Ack {
+        let max_wait = self.inner.config.wait_time_in_queue;
+        // A request that queued too long is refused unwritten: the producer retries elsewhere
+        // instead of piling more work onto a writer that is stalled (RocketMQ's queue clean).
+        let timed_out = |enqueued: Instant| {
+            (enqueued.elapsed() > max_wait).then(|| {
+                PutMessageResult::failed(
+                    PutMessageStatus::QueueTimeout,
+                    "waited in the append queue longer than waitTimeMillsInSendQueue",
+                )
+            })
+        };
         match req {
             AppendRequest::Put {
                 msg,
                 body_crc,
                 wait,
                 tx,
+                enqueued,
             } => Ack {
                 wait,
-                result: self.append_one(&msg, body_crc, offsets),
+                result: timed_out(enqueued)
+                    .unwrap_or_else(|| self.append_one(&msg, body_crc, offsets)),
                 tx,
             },
             AppendRequest::PutBatch {
@@ -250,9 +265,11 @@ impl Appender {
                 body_crcs,
                 wait,
                 tx,
+                enqueued,
             } => Ack {
                 wait,
-                result: self.append_batch(&batch, &body_crcs, offsets),
+                result: timed_out(enqueued)
+                    .unwrap_or_else(|| self.append_batch(&batch, &body_crcs, offsets)),
                 tx,
             },
         }

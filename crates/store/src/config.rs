@@ -70,6 +70,8 @@ pub struct StoreConfig {
     pub access_message_in_memory_max_ratio: f64,
     /// `messageDelayLevel`: delivery delays of the 18 levels (for SCHEDULE_TOPIC_XXXX tag codes).
     pub message_delay_level: String,
+    /// `waitTimeMillsInSendQueue` (200 ms): appends queued longer are refused (flow control).
+    pub wait_time_in_queue: Duration,
 }
 
 impl Default for StoreConfig {
@@ -104,6 +106,7 @@ impl Default for StoreConfig {
             access_message_in_memory_max_ratio: 0.40,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_owned(),
+            wait_time_in_queue: Duration::from_millis(200),
         }
     }
 }

@@ -77,6 +77,8 @@ pub enum PutMessageStatus {
     MessageIllegal,
     PropertiesSizeExceeded,
     OsPageCacheBusy,
+    /// Not written: it waited in the append queue longer than `wait_time_in_queue`.
+    QueueTimeout,
     UnknownError,
 }
 
@@ -93,6 +95,7 @@ impl PutMessageStatus {
             PutMessageStatus::MessageIllegal => "MESSAGE_ILLEGAL",
             PutMessageStatus::PropertiesSizeExceeded => "PROPERTIES_SIZE_EXCEEDED",
             PutMessageStatus::OsPageCacheBusy => "OS_PAGE_CACHE_BUSY",
+            PutMessageStatus::QueueTimeout => "QUEUE_TIMEOUT",
             PutMessageStatus::UnknownError => "UNKNOWN_ERROR",
         }
     }

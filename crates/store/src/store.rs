@@ -351,6 +351,7 @@ impl MessageStore {
                 body_crc: crc,
                 wait,
                 tx,
+                enqueued: std::time::Instant::now(),
             },
             rx,
         )
@@ -397,6 +398,7 @@ impl MessageStore {
                 body_crcs: crcs,
                 wait,
                 tx,
+                enqueued: std::time::Instant::now(),
             },
             rx,
         )

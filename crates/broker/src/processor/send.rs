@@ -374,6 +374,16 @@ fn send_response(
                 ),
             )
         }
+        PutMessageStatus::QueueTimeout => {
+            return err(
+                req,
+                ResponseCode::SystemBusy,
+                format!(
+                    "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue over {}ms",
+                    s.config.wait_time_mills_in_send_queue
+                ),
+            )
+        }
         PutMessageStatus::OsPageCacheBusy => {
             return err(
                 req,
