@@ -17,6 +17,7 @@ mod schedule;
 pub mod state;
 pub mod subscription_groups;
 pub mod topic_table;
+mod transaction_check;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -198,6 +199,7 @@ impl Broker {
             stop.clone(),
         ));
         tasks.spawn(schedule::run(state.clone(), stop.clone()));
+        tasks.spawn(transaction_check::run(state.clone(), stop.clone()));
         tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
         tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));
         tracing::info!(

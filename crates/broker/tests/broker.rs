@@ -516,3 +516,128 @@ async fn transaction_half_message_is_invisible_until_commit() {
     assert_eq!(got[0].1, b"tx-body");
     h.stop().await;
 }
+
+/// Plays a transactional producer: answers CHECK_TRANSACTION_STATE with a COMMIT.
+struct CommittingProducer {
+    checks: tokio::sync::mpsc::UnboundedSender<i64>,
+}
+
+impl ferrymq_remoting::RequestHandler for CommittingProducer {
+    async fn handle(
+        &self,
+        conn: &ferrymq_remoting::Connection,
+        req: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        if req.request_code() != RequestCode::CheckTransactionState {
+            return Some(RemotingCommand::unsupported(&req));
+        }
+        let h: ferrymq_protocol::header::CheckTransactionStateRequestHeader =
+            req.decode_header().unwrap();
+        let body = req.body.to_bytes();
+        let view = RecordView::parse(&body).unwrap();
+        assert_eq!(view.topic(), "TxCheck");
+        let _ = self.checks.send(h.tran_state_table_offset);
+        let end = EndTransactionRequestHeader {
+            topic: Some("TxCheck".into()),
+            producer_group: "pg".into(),
+            tran_state_table_offset: h.tran_state_table_offset,
+            commit_log_offset: h.commit_log_offset,
+            commit_or_rollback: sys_flag::TRANSACTION_COMMIT_TYPE,
+            from_transaction_check: Some(true),
+            msg_id: h.msg_id.clone().unwrap_or_default(),
+            transaction_id: h.transaction_id.clone(),
+        };
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let _ = conn
+                .invoke_oneway(RemotingCommand::request_with_header(
+                    RequestCode::EndTransaction,
+                    &end,
+                ))
+                .await;
+        });
+        None
+    }
+}
+
+#[tokio::test]
+async fn unresolved_half_message_is_checked_back_with_its_producer() {
+    let h = Harness::start(|c| {
+        c.transaction_time_out = 100;
+        c.transaction_check_interval = 200;
+    })
+    .await;
+    let (tx, mut checks) = tokio::sync::mpsc::unbounded_channel();
+    let producer = RemotingClient::with_handler(
+        ClientConfig::default(),
+        std::sync::Arc::new(CommittingProducer { checks: tx }),
+    );
+    let hb = HeartbeatData {
+        client_id: "127.0.0.1@tx".into(),
+        producer_data_set: vec![ferrymq_protocol::body::ProducerData {
+            group_name: "pg".into(),
+        }],
+        ..Default::default()
+    };
+    let resp = producer
+        .invoke(
+            &h.addr,
+            RemotingCommand::request(RequestCode::HeartBeat)
+                .with_body(serde_json::to_vec(&hb).unwrap()),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    let props = properties::encode([
+        (keys::TRANSACTION_PREPARED, "true"),
+        (keys::PRODUCER_GROUP, "pg"),
+    ]);
+    let hdr = SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: "TxCheck".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        sys_flag: sys_flag::TRANSACTION_PREPARED_TYPE,
+        born_timestamp: ferrymq_broker::state::BrokerState::now_ms(),
+        flag: 0,
+        properties: Some(props),
+        reconsume_times: None,
+        unit_mode: None,
+        batch: None,
+        max_reconsume_times: None,
+        broker_name: None,
+    };
+    let mut req =
+        RemotingCommand::request(RequestCode::SendMessageV2).with_body(b"unsure".to_vec());
+    hdr.write_v2(&mut req.ext_fields);
+    let resp = producer.invoke(&h.addr, req, T).await.unwrap();
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    // The broker asks, the producer commits, the message becomes visible exactly once.
+    tokio::time::timeout(Duration::from_secs(8), checks.recv())
+        .await
+        .expect("no check-back")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let r = h.pull("cg", "TxCheck", 0, 0, "*", 500).await;
+        if r.response_code() == ResponseCode::Success {
+            let got = records(&r);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].1, b"unsure");
+            break;
+        }
+        assert!(Instant::now() < deadline, "committed message never visible");
+    }
+    // Settled: no further checks arrive.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(checks.try_recv().is_err(), "checked again after commit");
+    producer.shutdown();
+    h.stop().await;
+}

@@ -14,7 +14,11 @@ use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
 
 #[derive(Parser)]
-#[command(name = "ferrymq", version, about = "A RocketMQ-compatible message broker")]
+#[command(
+    name = "ferrymq",
+    version,
+    about = "A RocketMQ-compatible message broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +70,10 @@ fn main() -> ExitCode {
         };
     }
     logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -76,8 +83,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Namesrv { listen, config } => run_namesrv(listen, config.as_deref()).await,
-            Command::Broker { config, namesrv_addr } => run_broker(config.as_deref(), namesrv_addr).await,
-            Command::Standalone { config, namesrv_listen } => run_standalone(config.as_deref(), namesrv_listen).await,
+            Command::Broker {
+                config,
+                namesrv_addr,
+            } => run_broker(config.as_deref(), namesrv_addr).await,
+            Command::Standalone {
+                config,
+                namesrv_listen,
+            } => run_standalone(config.as_deref(), namesrv_listen).await,
             Command::Store(_) => Ok(()),
         }
     });
@@ -92,7 +105,8 @@ fn main() -> ExitCode {
 }
 
 fn read_conf(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))
 }
 
 fn namesrv_config(path: Option<&Path>) -> Result<NamesrvConfig> {
@@ -122,7 +136,9 @@ fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
 async fn run_namesrv(listen: Option<SocketAddr>, config: Option<&Path>) -> Result<()> {
     let config = namesrv_config(config)?;
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
-    let namesrv = NameServer::start(config, listen).await.context("cannot start the name server")?;
+    let namesrv = NameServer::start(config, listen)
+        .await
+        .context("cannot start the name server")?;
     tracing::info!(addr = %namesrv.local_addr(), "name server ready");
     logging::shutdown_signal().await;
     namesrv.shutdown().await;
@@ -137,7 +153,9 @@ async fn run_broker(config: Option<&Path>, namesrv_addr: Option<String>) -> Resu
     if config.namesrv_addrs().is_empty() {
         tracing::warn!("no name server configured (namesrvAddr, -n or NAMESRV_ADDR): clients will not find this broker");
     }
-    let broker = Broker::start(config).await.context("cannot start the broker")?;
+    let broker = Broker::start(config)
+        .await
+        .context("cannot start the broker")?;
     logging::shutdown_signal().await;
     broker.shutdown().await;
     Ok(())
@@ -156,9 +174,9 @@ async fn run_standalone(config_path: Option<&Path>, namesrv_listen: SocketAddr) 
     let mut config = broker_config(config_path)?;
     let text = config_path.map(read_conf).transpose()?.unwrap_or_default();
     let has_key = |key: &str| {
-        text.lines()
-            .map(str::trim)
-            .any(|l| !l.starts_with('#') && l.split(['=', ':']).next().is_some_and(|k| k.trim() == key))
+        text.lines().map(str::trim).any(|l| {
+            !l.starts_with('#') && l.split(['=', ':']).next().is_some_and(|k| k.trim() == key)
+        })
     };
     if !has_key("storePathRootDir") {
         config.store_path_root_dir = default_standalone_root().to_string_lossy().into_owned();
@@ -166,12 +184,18 @@ async fn run_standalone(config_path: Option<&Path>, namesrv_listen: SocketAddr) 
     if config.broker_ip1.as_deref().is_none_or(str::is_empty) {
         config.broker_ip1 = Some("127.0.0.1".to_owned());
     }
-    let mut namesrv_config = NamesrvConfig::default();
-    namesrv_config.kv_config_path = Path::new(&config.store_path_root_dir)
-        .join("namesrv")
-        .join("kvConfig.json")
-        .to_string_lossy()
-        .into_owned();
+    let namesrv_dir = Path::new(&config.store_path_root_dir).join("namesrv");
+    let namesrv_config = NamesrvConfig {
+        kv_config_path: namesrv_dir
+            .join("kvConfig.json")
+            .to_string_lossy()
+            .into_owned(),
+        config_store_path: namesrv_dir
+            .join("namesrv.properties")
+            .to_string_lossy()
+            .into_owned(),
+        ..NamesrvConfig::default()
+    };
     let namesrv = NameServer::start(namesrv_config, namesrv_listen)
         .await
         .context("cannot start the embedded name server")?;

@@ -8,14 +8,11 @@ use ferrymq_protocol::header::EndTransactionRequestHeader;
 use ferrymq_protocol::message::flag::sys_flag;
 use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::RecordView;
-use ferrymq_protocol::{naming, RemotingCommand, ResponseCode};
+use ferrymq_protocol::{RemotingCommand, ResponseCode};
 use ferrymq_store::MessageInner;
 
 use super::{err, header, ok, put_internal, Reply};
 use crate::state::BrokerState;
-
-/// The tag of op records that settle a half message.
-const REMOVE_TAG: &str = "d";
 
 pub(super) async fn end_transaction(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
     let h: EndTransactionRequestHeader = header(req)?;
@@ -102,16 +99,6 @@ pub(super) async fn end_transaction(s: &Arc<BrokerState>, req: &RemotingCommand)
             return Err(err(req, ResponseCode::SystemError, result.status.as_str()));
         }
     }
-    let mut op = MessageInner::new(
-        naming::TRANS_OP_HALF_TOPIC,
-        0,
-        view.queue_offset().to_string().into_bytes(),
-    );
-    op.properties = properties::encode([(keys::TAGS, REMOVE_TAG)]);
-    op.store_host = s.store_host;
-    let result = s.store.put_message(op).await;
-    if !result.status.is_stored() {
-        tracing::warn!(status = %result.status, "cannot write transaction op record");
-    }
+    crate::transaction_check::write_op(s, view.queue_offset()).await;
     Ok(ok(req))
 }
