@@ -19,10 +19,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ferrymq_protocol::body::{
-    from_java_json, to_java_json, DataVersion, GetBrokerMemberGroupResponseBody,
-    RegisterBrokerBody, TopicRouteData,
+    from_java_json, DataVersion, GetBrokerMemberGroupResponseBody, RegisterBrokerBody,
+    TopicRouteData,
 };
-use ferrymq_protocol::code::version;
 use ferrymq_protocol::header::{
     AddWritePermOfBrokerResponseHeader, BrokerHeartbeatRequestHeader, BrokerIdentityHeader,
     BrokerNameHeader, CommandHeader, DeleteTopicFromNamesrvRequestHeader,
@@ -572,22 +571,15 @@ impl NamesrvHandler {
 /// Route JSON in the dialect the requester expects: clients from V4_9_4 on (or asking for
 /// standard JSON) get quoted broker-id keys; older ones get fastjson's bare integer keys, which
 /// is what the Java NameServer sends them and what their parsers were written against.
+/// Route data always goes out with quoted broker-id keys, whatever the client's version: Java,
+/// Go and C++ clients read both forms, and clients with standard JSON parsers (Node, Python,
+/// Rust) read only this one.
 fn encode_route(
     req: &RemotingCommand,
-    h: &GetRouteInfoRequestHeader,
+    _h: &GetRouteInfoRequestHeader,
     route: &TopicRouteData,
 ) -> Result<Vec<u8>, RemotingCommand> {
-    if req.version >= version::V4_9_4 || h.accept_standard_json_only == Some(true) {
-        json(req, route)
-    } else {
-        to_java_json(route).map(String::into_bytes).map_err(|e| {
-            error(
-                req,
-                ResponseCode::SystemError,
-                format!("cannot encode body: {e}"),
-            )
-        })
-    }
+    json(req, route)
 }
 
 impl RequestHandler for NamesrvHandler {

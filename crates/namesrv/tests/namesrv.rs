@@ -274,13 +274,13 @@ async fn registration_over_json_and_route_query_over_binary_headers() {
     );
     assert!(route.order_topic_conf.is_none());
 
-    // Clients older than 4.9.4 get fastjson's bare integer keys, like from Java.
+    // Old clients get quoted keys too: every client family parses them (remoting.md §9).
     let mut old = route_request("T1");
     old.version = 317;
     let resp = call(&c, &f.addr, old).await;
     let text = String::from_utf8(resp.body.to_bytes().to_vec()).unwrap();
     assert!(
-        text.contains(r#""brokerAddrs":{0:"10.0.0.1:10911",1:"#),
+        text.contains(r#""brokerAddrs":{"0":"10.0.0.1:10911","1":"#),
         "{text}"
     );
     assert_eq!(TopicRouteData::decode(text.as_bytes()).unwrap(), route);
