@@ -16,6 +16,7 @@ mod registration;
 mod schedule;
 pub mod state;
 pub mod subscription_groups;
+pub mod timer;
 pub mod topic_table;
 mod transaction_check;
 
@@ -200,6 +201,7 @@ impl Broker {
         ));
         tasks.spawn(schedule::run(state.clone(), stop.clone()));
         tasks.spawn(transaction_check::run(state.clone(), stop.clone()));
+        tasks.spawn(timer::run(state.clone(), stop.clone()));
         tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
         tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));
         tracing::info!(

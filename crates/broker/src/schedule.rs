@@ -39,7 +39,10 @@ async fn deliver(s: &BrokerState, record: &bytes::Bytes) -> bool {
         queue_id,
         flag: view.flag(),
         body: record.slice(view.body_range()),
-        properties: properties::without(view.properties(), keys::DELAY_TIME_LEVEL),
+        properties: crate::timer::without_timer_properties(&properties::without(
+            view.properties(),
+            keys::DELAY_TIME_LEVEL,
+        )),
         sys_flag: view.sys_flag(),
         born_timestamp: view.born_timestamp(),
         born_host: view.born_host(),

@@ -157,14 +157,20 @@ pub(crate) async fn check_once(s: &BrokerState) {
         .query(naming::TRANS_OP_HALF_TOPIC, GROUP, 0)
         .unwrap_or(0);
     let done = settled(s, op_progress);
+    // Copies re-appended by this pass are for the next pass: their producer has not had time to
+    // answer yet.
+    let end = s.store.max_offset_in_queue(naming::TRANS_HALF_TOPIC, 0);
     let mut handled = 0;
-    'scan: while handled < MAX_PER_SCAN {
+    'scan: while handled < MAX_PER_SCAN && half < end {
         let (records, next) = read(s, naming::TRANS_HALF_TOPIC, half);
         if records.is_empty() {
             half = next;
             break;
         }
         for (record, queue_offset) in records {
+            if queue_offset >= end {
+                break 'scan;
+            }
             handled += 1;
             if done.contains(&queue_offset) {
                 half = queue_offset + 1;

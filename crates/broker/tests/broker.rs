@@ -154,7 +154,7 @@ async fn send_then_pull_round_trips_with_offsets_and_ids() {
         h.broker.as_ref().unwrap().local_addr().port()
     );
 
-    let resp = h.pull("cg", "Orders", 1, 0, "*", 0).await;
+    let resp = h.pull("cg", "Orders", 1, 0, "*", 3000).await;
     assert_eq!(resp.response_code(), ResponseCode::Success);
     let ph: PullMessageResponseHeader = resp.decode_header().unwrap();
     assert_eq!(
@@ -204,6 +204,9 @@ async fn long_polling_pull_wakes_on_arrival() {
         h.send("Poll", b"first", "", 0).await.response_code(),
         ResponseCode::Success
     );
+    // Wait until the first message is in the consume queue, so offset 1 is the queue's end.
+    let first = h.pull("cg", "Poll", 0, 0, "*", 3000).await;
+    assert_eq!(first.response_code(), ResponseCode::Success);
     let start = Instant::now();
     let (pull, _) = tokio::join!(h.pull("cg", "Poll", 0, 1, "*", 5000), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -302,7 +305,7 @@ async fn offsets_persist_across_restart_and_auto_create_is_switchable() {
         resp.decode_header::<OffsetResponseHeader>().unwrap().offset,
         1
     );
-    let resp = h.pull("cg", "Kept", 0, 0, "*", 0).await;
+    let resp = h.pull("cg", "Kept", 0, 0, "*", 3000).await;
     assert_eq!(records(&resp)[0].1, b"a");
     // Auto-create is off now: unknown topics are refused, created ones work.
     assert_eq!(
@@ -380,7 +383,12 @@ async fn batch_send_stores_each_element() {
     );
     let sh: SendMessageResponseHeader = resp.decode_header().unwrap();
     assert_eq!(sh.msg_id.split(',').count(), 2);
-    let got = records(&h.pull("cg", "Batch", 0, 0, "*", 0).await);
+    // The consume queue is built asynchronously; a pull may see the first element alone.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let r = h.pull("cg", "Batch", 0, got.len() as i64, "*", 1000).await;
+        got.extend(records(&r));
+    }
     assert_eq!(
         got.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
         vec![b"one".to_vec(), b"two".to_vec()]
@@ -415,7 +423,7 @@ async fn failed_message_comes_back_through_the_retry_topic_after_its_delay() {
         h.send("Work", b"job", "", 0).await.response_code(),
         ResponseCode::Success
     );
-    let pulled = h.pull("cg", "Work", 0, 0, "*", 0).await;
+    let pulled = h.pull("cg", "Work", 0, 0, "*", 3000).await;
     let body = pulled.body.to_bytes();
     let view = RecordView::parse(&body).unwrap();
     let back = ConsumerSendMsgBackRequestHeader {
@@ -512,7 +520,7 @@ async fn transaction_half_message_is_invisible_until_commit() {
         "{:?}",
         resp.remark
     );
-    let got = records(&h.pull("cg", "Tx", 0, 0, "*", 0).await);
+    let got = records(&h.pull("cg", "Tx", 0, 0, "*", 3000).await);
     assert_eq!(got[0].1, b"tx-body");
     h.stop().await;
 }
@@ -639,5 +647,40 @@ async fn unresolved_half_message_is_checked_back_with_its_producer() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(checks.try_recv().is_err(), "checked again after commit");
     producer.shutdown();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn timer_message_is_delivered_at_its_time_not_before() {
+    let h = Harness::start(|_| {}).await;
+    let due = ferrymq_broker::state::BrokerState::now_ms() + 1500;
+    let props = properties::encode([(keys::TIMER_DELIVER_MS, due.to_string().as_str())]);
+    let resp = h.send("Later", b"tick", &props, 0).await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    assert_ne!(
+        h.pull("cg", "Later", 0, 0, "*", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let r = h.pull("cg", "Later", 0, 0, "*", 1000).await;
+        if r.response_code() == ResponseCode::Success {
+            assert_eq!(records(&r)[0].1, b"tick");
+            // Rounded down to whole seconds, never more than a second early.
+            assert!(ferrymq_broker::state::BrokerState::now_ms() >= due - 1000);
+            break;
+        }
+        assert!(Instant::now() < deadline, "timer message never delivered");
+    }
+    let props = properties::encode([(keys::TIMER_DELAY_SEC, "9999999")]);
+    assert_eq!(
+        h.send("Later", b"x", &props, 0).await.response_code(),
+        ResponseCode::MessageIllegal
+    );
     h.stop().await;
 }

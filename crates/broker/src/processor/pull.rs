@@ -196,7 +196,11 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
             max_bytes,
             Some(&filter),
         );
-        if result.status == GetMessageStatus::OffsetOverflowOne && !hold.is_zero() {
+        // Every PULL_NOT_FOUND is held, as in RocketMQ: also an empty or not-yet-created queue
+        // at offset 0, or a consumer would spin on it.
+        if status_code(result.status, h.queue_offset) == ResponseCode::PullNotFound
+            && !hold.is_zero()
+        {
             let now = Instant::now();
             if now < deadline {
                 if s.config.long_polling_enable {
@@ -249,25 +253,7 @@ fn found_response(
     h: &PullMessageRequestHeader,
     r: GetMessageResult,
 ) -> RemotingCommand {
-    let code = match r.status {
-        GetMessageStatus::Found => ResponseCode::Success,
-        GetMessageStatus::NoMatchedMessage | GetMessageStatus::MessageWasRemoving => {
-            ResponseCode::PullRetryImmediately
-        }
-        GetMessageStatus::NoMessageInQueue | GetMessageStatus::NoMatchedLogicQueue => {
-            if h.queue_offset != 0 {
-                ResponseCode::PullOffsetMoved
-            } else {
-                ResponseCode::PullNotFound
-            }
-        }
-        GetMessageStatus::OffsetTooSmall | GetMessageStatus::OffsetOverflowBadly => {
-            ResponseCode::PullOffsetMoved
-        }
-        GetMessageStatus::OffsetOverflowOne | GetMessageStatus::OffsetFoundNull => {
-            ResponseCode::PullNotFound
-        }
-    };
+    let code = status_code(r.status, h.queue_offset);
     let mut resp = pull_response(
         req,
         code,
@@ -285,4 +271,27 @@ fn found_response(
         resp = resp.with_body(body);
     }
     resp
+}
+
+/// The response code for a store status (request-codes.md §3).
+fn status_code(status: GetMessageStatus, requested_offset: i64) -> ResponseCode {
+    match status {
+        GetMessageStatus::Found => ResponseCode::Success,
+        GetMessageStatus::NoMatchedMessage | GetMessageStatus::MessageWasRemoving => {
+            ResponseCode::PullRetryImmediately
+        }
+        GetMessageStatus::NoMessageInQueue | GetMessageStatus::NoMatchedLogicQueue => {
+            if requested_offset != 0 {
+                ResponseCode::PullOffsetMoved
+            } else {
+                ResponseCode::PullNotFound
+            }
+        }
+        GetMessageStatus::OffsetTooSmall | GetMessageStatus::OffsetOverflowBadly => {
+            ResponseCode::PullOffsetMoved
+        }
+        GetMessageStatus::OffsetOverflowOne | GetMessageStatus::OffsetFoundNull => {
+            ResponseCode::PullNotFound
+        }
+    }
 }

@@ -237,6 +237,9 @@ fn add_broker_properties(s: &BrokerState, props: &mut String) {
 
 /// Parks a half message in RMQ_SYS_TRANS_HALF_TOPIC until the producer commits or rolls back.
 fn to_half_message(msg: &mut MessageInner) {
+    if let Some(uniq) = properties::uniq_key(&msg.properties).map(str::to_owned) {
+        properties::push(&mut msg.properties, keys::TRANSACTION_ID, &uniq);
+    }
     properties::push(&mut msg.properties, keys::REAL_TOPIC, &msg.topic);
     properties::push(
         &mut msg.properties,
@@ -248,23 +251,31 @@ fn to_half_message(msg: &mut MessageInner) {
     msg.queue_id = 0;
 }
 
-/// Stores a message, first moving it to SCHEDULE_TOPIC_XXXX when it carries a delay level.
+/// Stores a message, first parking it when it asks for later delivery: a delay level moves it to
+/// SCHEDULE_TOPIC_XXXX, a 5.x timer property to the timer topic (the level wins when both are set).
 pub(crate) async fn put_internal(s: &BrokerState, mut msg: MessageInner) -> PutMessageResult {
-    let transactional = sys_flag::transaction_type(msg.sys_flag) != sys_flag::TRANSACTION_NOT_TYPE
-        && sys_flag::transaction_type(msg.sys_flag) != sys_flag::TRANSACTION_COMMIT_TYPE;
+    let tx_type = sys_flag::transaction_type(msg.sys_flag);
+    let transactional =
+        tx_type != sys_flag::TRANSACTION_NOT_TYPE && tx_type != sys_flag::TRANSACTION_COMMIT_TYPE;
     let level = properties::get(&msg.properties, keys::DELAY_TIME_LEVEL)
         .and_then(|l| l.trim().parse::<i32>().ok())
         .unwrap_or(0);
-    if level > 0 && !transactional && msg.topic != naming::SCHEDULE_TOPIC {
+    let internal = msg.topic == naming::SCHEDULE_TOPIC || msg.topic == naming::TIMER_TOPIC;
+    if level > 0 && !transactional && !internal {
         let max_level = s.config.delay_levels_ms().len() as i32;
         let level = level.min(max_level);
-        let mut props = properties::without(&msg.properties, keys::DELAY_TIME_LEVEL);
+        let mut props = crate::timer::without_timer_properties(&msg.properties);
+        props = properties::without(&props, keys::DELAY_TIME_LEVEL);
         properties::push(&mut props, keys::DELAY_TIME_LEVEL, &level.to_string());
         properties::push(&mut props, keys::REAL_TOPIC, &msg.topic);
         properties::push(&mut props, keys::REAL_QUEUE_ID, &msg.queue_id.to_string());
         msg.properties = props;
         msg.topic = naming::SCHEDULE_TOPIC.to_owned();
         msg.queue_id = level - 1;
+    } else if !transactional && !internal {
+        if let Err(refused) = crate::timer::park_if_timer(&mut msg) {
+            return refused;
+        }
     }
     let result = s.store.put_message(msg).await;
     if result.status.is_stored() {

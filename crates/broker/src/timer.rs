@@ -1,0 +1,260 @@
+//! Timer messages (5.x): a message with `TIMER_DELIVER_MS`, `TIMER_DELAY_SEC` or `TIMER_DELAY_MS`
+//! is parked in `rmq_sys_wheel_timer` queue 0 with its due time in `TIMER_OUT_MS`, and stored
+//! again under its real topic when due (message-format.md §8).
+//!
+//! RocketMQ keeps a time wheel file for this; clients only see the delivery time, so here the
+//! parked messages are simply indexed in memory — a min-heap of due times rebuilt at start by
+//! reading the timer queue from the delivered-up-to offset, which is kept as the consumer offset
+//! of group `CID_RMQ_SYS_TIMER` (so it survives restarts with the other offsets).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrymq_protocol::message::properties::{self, keys};
+use ferrymq_protocol::message::RecordView;
+use ferrymq_protocol::naming;
+use ferrymq_store::{GetMessageStatus, MessageInner, PutMessageResult, PutMessageStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::BrokerState;
+
+const PROGRESS_GROUP: &str = "CID_RMQ_SYS_TIMER";
+/// `timerMaxDelaySec`: three days.
+const MAX_DELAY_MS: i64 = 3 * 24 * 3600 * 1000;
+/// `timerPrecisionMs`.
+const PRECISION_MS: i64 = 1000;
+const TICK: Duration = Duration::from_millis(100);
+
+const TIMER_KEYS: [&str; 3] = [
+    keys::TIMER_DELIVER_MS,
+    keys::TIMER_DELAY_SEC,
+    keys::TIMER_DELAY_MS,
+];
+
+/// Strips timer properties (when a delay level wins, or on delivery).
+pub fn without_timer_properties(props: &str) -> String {
+    let mut out = props.to_owned();
+    for k in TIMER_KEYS {
+        if properties::get(&out, k).is_some() {
+            out = properties::without(&out, k);
+        }
+    }
+    out
+}
+
+/// The due time a message asks for, if it is a timer message; `Err` when the value is unusable.
+fn due_time(props: &str, now: i64) -> Option<Result<i64, &'static str>> {
+    let parse = |k: &str| properties::get(props, k).map(|v| v.trim().parse::<i64>());
+    if let Some(v) = parse(keys::TIMER_DELAY_SEC) {
+        return Some(
+            v.map(|s| now.saturating_add(s.saturating_mul(1000)))
+                .map_err(|_| "bad TIMER_DELAY_SEC"),
+        );
+    }
+    if let Some(v) = parse(keys::TIMER_DELAY_MS) {
+        return Some(
+            v.map(|ms| now.saturating_add(ms))
+                .map_err(|_| "bad TIMER_DELAY_MS"),
+        );
+    }
+    parse(keys::TIMER_DELIVER_MS).map(|v| v.map_err(|_| "bad TIMER_DELIVER_MS"))
+}
+
+/// Rewrites a timer message whose time lies ahead into the timer topic. `Err` is the put result
+/// to answer with when the timer value is illegal.
+pub fn park_if_timer(msg: &mut MessageInner) -> Result<(), PutMessageResult> {
+    let now = BrokerState::now_ms();
+    let Some(due) = due_time(&msg.properties, now) else {
+        return Ok(());
+    };
+    let due = due.map_err(|why| PutMessageResult::failed(PutMessageStatus::MessageIllegal, why))?;
+    if due <= now {
+        return Ok(());
+    }
+    if due - now > MAX_DELAY_MS {
+        return Err(PutMessageResult::failed(
+            PutMessageStatus::MessageIllegal,
+            "timer message delay exceeds timerMaxDelaySec (3 days)",
+        ));
+    }
+    // Round down to the precision; an exact multiple moves one step earlier, as RocketMQ does.
+    let rounded = if due % PRECISION_MS == 0 {
+        due - PRECISION_MS
+    } else {
+        due - due % PRECISION_MS
+    };
+    let mut props = std::mem::take(&mut msg.properties);
+    properties::push(
+        &mut props,
+        keys::TIMER_OUT_MS,
+        &rounded.max(now).to_string(),
+    );
+    properties::push(&mut props, keys::REAL_TOPIC, &msg.topic);
+    properties::push(&mut props, keys::REAL_QUEUE_ID, &msg.queue_id.to_string());
+    msg.properties = props;
+    msg.topic = naming::TIMER_TOPIC.to_owned();
+    msg.queue_id = 0;
+    Ok(())
+}
+
+struct Pending {
+    /// (due ms, queue offset, commit-log offset), earliest first.
+    heap: BinaryHeap<Reverse<(i64, i64, i64)>>,
+    /// Queue offsets not yet delivered, for the progress mark.
+    offsets: BTreeSet<i64>,
+    /// Next timer-queue offset to read.
+    read: i64,
+}
+
+impl Pending {
+    fn progress(&self) -> i64 {
+        self.offsets.first().copied().unwrap_or(self.read)
+    }
+}
+
+/// Indexes newly parked messages.
+fn read_new(s: &BrokerState, p: &mut Pending) {
+    loop {
+        let r = s
+            .store
+            .get_messages(naming::TIMER_TOPIC, 0, p.read, 32, usize::MAX, None);
+        match r.status {
+            GetMessageStatus::Found => {
+                for (record, qo) in r.messages.iter().zip(r.queue_offsets.iter()) {
+                    if let Ok(v) = RecordView::parse(record) {
+                        let due = v
+                            .property(keys::TIMER_OUT_MS)
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(0);
+                        p.heap.push(Reverse((due, *qo, v.physical_offset())));
+                        p.offsets.insert(*qo);
+                    }
+                }
+                p.read = r.next_begin_offset;
+            }
+            GetMessageStatus::OffsetTooSmall | GetMessageStatus::OffsetOverflowBadly => {
+                p.read = r.next_begin_offset
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Stores a due message under its real topic; false when it must be retried.
+async fn deliver(s: &BrokerState, physical_offset: i64) -> bool {
+    let Some(record) = s.store.lookup_message_by_offset(physical_offset) else {
+        return true;
+    };
+    let Ok(v) = RecordView::parse(&record) else {
+        return true;
+    };
+    let (Some(topic), Some(queue_id)) = (
+        v.property(keys::REAL_TOPIC),
+        v.property(keys::REAL_QUEUE_ID)
+            .and_then(|q| q.parse::<i32>().ok()),
+    ) else {
+        return true;
+    };
+    let mut props = without_timer_properties(v.properties());
+    properties::push(
+        &mut props,
+        keys::TIMER_DEQUEUE_MS,
+        &BrokerState::now_ms().to_string(),
+    );
+    let msg = MessageInner {
+        topic: topic.to_owned(),
+        queue_id,
+        flag: v.flag(),
+        body: record.slice(v.body_range()),
+        properties: props,
+        sys_flag: v.sys_flag(),
+        born_timestamp: v.born_timestamp(),
+        born_host: v.born_host(),
+        store_host: s.store_host,
+        reconsume_times: v.reconsume_times(),
+        prepared_transaction_offset: 0,
+    };
+    let stored = s.store.put_message(msg).await.status.is_stored();
+    if stored {
+        s.record_puts(1);
+    }
+    stored
+}
+
+pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
+    let start = s
+        .offsets
+        .query(naming::TIMER_TOPIC, PROGRESS_GROUP, 0)
+        .unwrap_or(0);
+    let mut p = Pending {
+        heap: BinaryHeap::new(),
+        offsets: BTreeSet::new(),
+        read: start,
+    };
+    loop {
+        read_new(&s, &mut p);
+        let now = BrokerState::now_ms();
+        let before = p.progress();
+        while let Some(Reverse((due, qo, phy))) = p.heap.peek().copied() {
+            if due > now {
+                break;
+            }
+            if !deliver(&s, phy).await {
+                break;
+            }
+            p.heap.pop();
+            p.offsets.remove(&qo);
+        }
+        if p.progress() != before {
+            s.offsets
+                .commit(naming::TIMER_TOPIC, PROGRESS_GROUP, 0, p.progress());
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_messages_are_parked_with_a_rounded_due_time() {
+        let now = BrokerState::now_ms();
+        let mut msg = MessageInner::new("T", 2, &b"x"[..]);
+        msg.properties =
+            properties::encode([(keys::TIMER_DELIVER_MS, &*(now + 5_500).to_string())]);
+        park_if_timer(&mut msg).unwrap();
+        assert_eq!(msg.topic, naming::TIMER_TOPIC);
+        assert_eq!(
+            properties::get(&msg.properties, keys::REAL_TOPIC),
+            Some("T")
+        );
+        assert_eq!(
+            properties::get(&msg.properties, keys::REAL_QUEUE_ID),
+            Some("2")
+        );
+        let out: i64 = properties::get(&msg.properties, keys::TIMER_OUT_MS)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(out % PRECISION_MS, 0);
+        assert!(out > now && out <= now + 5_500);
+
+        let mut past = MessageInner::new("T", 0, &b"x"[..]);
+        past.properties = properties::encode([(keys::TIMER_DELIVER_MS, "1")]);
+        park_if_timer(&mut past).unwrap();
+        assert_eq!(past.topic, "T");
+
+        let mut far = MessageInner::new("T", 0, &b"x"[..]);
+        far.properties = properties::encode([(keys::TIMER_DELAY_SEC, "999999")]);
+        assert!(park_if_timer(&mut far).is_err());
+        let mut bad = MessageInner::new("T", 0, &b"x"[..]);
+        bad.properties = properties::encode([(keys::TIMER_DELAY_MS, "soon")]);
+        assert!(park_if_timer(&mut bad).is_err());
+    }
+}
