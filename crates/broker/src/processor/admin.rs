@@ -11,9 +11,11 @@ use ferrymq_protocol::body::{
 };
 use ferrymq_protocol::command::Body;
 use ferrymq_protocol::header::{
-    ConsumerGroupHeader, CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader,
-    GetConsumeStatsRequestHeader, GroupHeader, ProducerGroupHeader, QueryMessageRequestHeader,
-    QueryMessageResponseHeader, ResetOffsetRequestHeader, TopicHeader, ViewMessageRequestHeader,
+    ConsumeMessageDirectlyResultRequestHeader, ConsumerGroupHeader, CreateTopicRequestHeader,
+    DeleteSubscriptionGroupRequestHeader, GetConsumeStatsRequestHeader,
+    GetConsumerRunningInfoRequestHeader, GroupHeader, ProducerGroupHeader,
+    QueryConsumeTimeSpanRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
+    ResetOffsetRequestHeader, TopicHeader, ViewMessageRequestHeader,
 };
 use ferrymq_protocol::message::flag::perm;
 use ferrymq_protocol::{code::version, naming, RemotingCommand, ResponseCode};
@@ -107,7 +109,8 @@ pub(super) fn topic_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
             format!("No topic in this broker. topic: {}", h.topic),
         ));
     };
-    Ok(json_reply(req, &serde_json::json!({ "topicConfig": tc })))
+    // TopicConfigAndQueueMapping: the topic config itself (no static-topic mapping here).
+    Ok(json_reply(req, &tc))
 }
 
 pub(super) fn system_topics(s: &BrokerState, req: &RemotingCommand) -> Reply {
@@ -509,4 +512,126 @@ pub(super) fn reset_offset(s: &BrokerState, req: &RemotingCommand) -> Reply {
     s.offsets.reset(&h.topic, &h.group, &targets);
     tracing::info!(group = %h.group, topic = %h.topic, "consumer offsets reset by admin");
     Ok(ok(req).with_body(encode_reset_offset_body(&table).unwrap_or_default()))
+}
+
+/// Forwards an admin request to one consumer client over its own connection and relays the
+/// answer (GET_CONSUMER_RUNNING_INFO, CONSUME_MESSAGE_DIRECTLY).
+async fn call_consumer(
+    s: &BrokerState,
+    req: &RemotingCommand,
+    group: &str,
+    client_id: &str,
+) -> Reply {
+    let Some(channel) = s
+        .clients
+        .consumer_channels(group)
+        .into_iter()
+        .find(|c| c.client_id == client_id)
+    else {
+        return Err(err(
+            req,
+            ResponseCode::SystemError,
+            format!("The Consumer <{group}> <{client_id}> not online"),
+        ));
+    };
+    let mut forward = RemotingCommand::request(req.request_code());
+    forward.ext_fields = req.ext_fields.clone();
+    forward.body = req.body.clone();
+    match channel
+        .connection
+        .invoke(forward, std::time::Duration::from_secs(10))
+        .await
+    {
+        Ok(mut resp) => {
+            resp.opaque = req.opaque;
+            Ok(resp)
+        }
+        Err(ferrymq_remoting::TransportError::Timeout(_)) => Err(err(
+            req,
+            ResponseCode::ConsumeMsgTimeout,
+            format!("consumer <{group}> <{client_id}> Timeout"),
+        )),
+        Err(e) => Err(err(
+            req,
+            ResponseCode::SystemError,
+            format!("invoke consumer <{group}> <{client_id}> Exception: {e}"),
+        )),
+    }
+}
+
+pub(super) async fn consumer_running_info(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: GetConsumerRunningInfoRequestHeader = header(req)?;
+    call_consumer(s, req, &h.consumer_group, &h.client_id).await
+}
+
+pub(super) async fn consume_message_directly(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: ConsumeMessageDirectlyResultRequestHeader = header(req)?;
+    let mut forward = req.clone();
+    forward
+        .ext_fields
+        .insert("brokerName", &s.config.broker_name);
+    let record = h
+        .msg_id
+        .as_deref()
+        .and_then(|id| ferrymq_protocol::message::OffsetMsgId::decode(id).ok())
+        .and_then(|id| s.store.lookup_message_by_offset(id.physical_offset));
+    if let Some(record) = record {
+        forward.body = record.into();
+    }
+    call_consumer(
+        s,
+        &forward,
+        &h.consumer_group,
+        h.client_id.as_deref().unwrap_or(""),
+    )
+    .await
+}
+
+/// QUERY_CONSUME_TIME_SPAN: per queue, the store times of the oldest, newest and last consumed
+/// message, and how far behind the group is.
+pub(super) fn consume_time_span(s: &BrokerState, req: &RemotingCommand) -> Reply {
+    let h: QueryConsumeTimeSpanRequestHeader = header(req)?;
+    let Some(tc) = s.topics.get(&h.topic) else {
+        return Err(err(
+            req,
+            ResponseCode::TopicNotExist,
+            format!("topic[{}] not exist", h.topic),
+        ));
+    };
+    let now = BrokerState::now_ms();
+    let mut spans = Vec::new();
+    for q in 0..tc.write_queue_nums {
+        let min_time = s.store.earliest_message_time(&h.topic, q).unwrap_or(-1);
+        let max = s.store.max_offset_in_queue(&h.topic, q);
+        let max_time = s
+            .store
+            .message_store_timestamp(&h.topic, q, max - 1)
+            .unwrap_or(-1);
+        let consumer = s.offsets.query(&h.topic, &h.group, q).unwrap_or(-1);
+        let consume_time = if consumer > 0 {
+            s.store
+                .message_store_timestamp(&h.topic, q, consumer - 1)
+                .unwrap_or(-1)
+        } else {
+            min_time
+        };
+        let delay = if consumer < max {
+            s.store
+                .message_store_timestamp(&h.topic, q, consumer.max(0))
+                .map_or(0, |t| now - t)
+        } else {
+            0
+        };
+        spans.push(serde_json::json!({
+            "consumeTimeStamp": consume_time,
+            "delayTime": delay,
+            "maxTimeStamp": max_time,
+            "messageQueue": mq(s, &h.topic, q),
+            "minTimeStamp": min_time,
+        }));
+    }
+    Ok(json_reply(
+        req,
+        &serde_json::json!({ "consumeTimeSpanSet": spans }),
+    ))
 }

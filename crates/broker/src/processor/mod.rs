@@ -116,6 +116,9 @@ impl RequestHandler for Processor {
             RequestCode::QueryTopicConsumeByWho => admin::topic_consumed_by(s, &req),
             RequestCode::QueryTopicsByConsumer => admin::topics_by_consumer(s, &req),
             RequestCode::InvokeBrokerToResetOffset => admin::reset_offset(s, &req),
+            RequestCode::GetConsumerRunningInfo => admin::consumer_running_info(s, &req).await,
+            RequestCode::ConsumeMessageDirectly => admin::consume_message_directly(s, &req).await,
+            RequestCode::QueryConsumeTimeSpan => admin::consume_time_span(s, &req),
             _ => Ok(RemotingCommand::unsupported(&req)),
         };
         Some(reply.unwrap_or_else(|e| e))

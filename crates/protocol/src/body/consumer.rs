@@ -395,6 +395,60 @@ pub fn encode_reset_offset_body(
     Ok(out)
 }
 
+/// Reads a map keyed by message queues from fastjson text, in the object-keyed form
+/// [`write_mq_keyed_map`] writes (or standard JSON with the map as `[key, value]` pairs).
+/// `field` names the map inside the top-level object; the whole object is returned alongside.
+fn read_mq_keyed_field<V: serde::de::DeserializeOwned>(
+    text: &str,
+    field: &str,
+) -> Result<(serde_json::Value, BTreeMap<MessageQueue, V>), super::BodyError> {
+    let value: serde_json::Value = super::from_java_json(&super::object_keys_to_pairs(text))?;
+    let mut map = BTreeMap::new();
+    match value.get(field) {
+        Some(serde_json::Value::Array(pairs)) => {
+            for pair in pairs {
+                let (mq, v): (MessageQueue, V) = serde_json::from_value(pair.clone())?;
+                map.insert(mq, v);
+            }
+        }
+        Some(serde_json::Value::Object(o)) if o.is_empty() => {}
+        None | Some(serde_json::Value::Null) => {}
+        Some(other) => {
+            return Err(super::BodyError::Malformed(format!(
+                "`{field}` is not a map keyed by message queues: {other}"
+            )))
+        }
+    }
+    Ok((value, map))
+}
+
+/// Parses a GET_TOPIC_STATS_INFO body (see [`encode_topic_stats`]).
+pub fn decode_topic_stats(
+    text: &str,
+) -> Result<BTreeMap<MessageQueue, TopicOffset>, super::BodyError> {
+    Ok(read_mq_keyed_field(text, "offsetTable")?.1)
+}
+
+/// Parses a GET_CONSUME_STATS body (see [`encode_consume_stats`]): consume TPS and the table.
+pub fn decode_consume_stats(
+    text: &str,
+) -> Result<(f64, BTreeMap<MessageQueue, OffsetWrapper>), super::BodyError> {
+    let (value, table) = read_mq_keyed_field(text, "offsetTable")?;
+    let tps = value
+        .get("consumeTps")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0);
+    Ok((tps, table))
+}
+
+/// Parses a reset-offset body (see [`encode_reset_offset_body`]); also the offsets file of a
+/// broadcasting consumer, which has the same shape.
+pub fn decode_reset_offset_body(
+    text: &str,
+) -> Result<BTreeMap<MessageQueue, i64>, super::BodyError> {
+    Ok(read_mq_keyed_field(text, "offsetTable")?.1)
+}
+
 /// Reads an `int` the way fastjson does: numbers, numeric strings, null.
 pub(crate) fn lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     let v = lenient_i64(d)?;
@@ -487,6 +541,51 @@ mod tests {
         assert_eq!(
             encode_reset_offset_body(&t).unwrap(),
             r#"{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:5}}"#
+        );
+        assert_eq!(
+            decode_reset_offset_body(&encode_reset_offset_body(&t).unwrap()).unwrap(),
+            t
+        );
+    }
+
+    #[test]
+    fn stats_bodies_round_trip() {
+        let mq = MessageQueue {
+            topic: "T".into(),
+            broker_name: "b".into(),
+            queue_id: 3,
+        };
+        let mut stats = BTreeMap::new();
+        stats.insert(
+            mq.clone(),
+            TopicOffset {
+                min_offset: 1,
+                max_offset: 9,
+                last_update_timestamp: 7,
+            },
+        );
+        assert_eq!(
+            decode_topic_stats(&encode_topic_stats(&stats).unwrap()).unwrap(),
+            stats
+        );
+        let mut consume = BTreeMap::new();
+        consume.insert(
+            mq,
+            OffsetWrapper {
+                broker_offset: 9,
+                consumer_offset: 4,
+                pull_offset: 5,
+                last_timestamp: 0,
+            },
+        );
+        let (tps, back) =
+            decode_consume_stats(&encode_consume_stats(1.5, &consume).unwrap()).unwrap();
+        assert_eq!((tps, back), (1.5, consume));
+        assert!(
+            decode_consume_stats(r#"{"consumeTps":0.0,"offsetTable":{}}"#)
+                .unwrap()
+                .1
+                .is_empty()
         );
     }
 }

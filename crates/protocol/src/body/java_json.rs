@@ -76,6 +76,64 @@ pub fn quote_numeric_keys(text: &str) -> String {
     out
 }
 
+/// Rewrites fastjson's object-keyed maps (`{{"brokerName":"b","queueId":0,"topic":"T"}:5}`, the
+/// default form of maps keyed by `MessageQueue`) as arrays of `[key, value]` pairs
+/// (`[[{"brokerName":"b","queueId":0,"topic":"T"},5]]`), which standard parsers read. An object
+/// is taken to be such a map when its first key is itself an object; empty maps stay `{}`.
+pub fn object_keys_to_pairs(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len() + 16);
+    // One entry per open container: true for an object-keyed map being rewritten.
+    let mut stack: Vec<bool> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(b.len());
+                out.extend_from_slice(&b[start..i]);
+                continue;
+            }
+            b'{' => {
+                let next = b[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
+                if next == Some(&b'{') {
+                    stack.push(true);
+                    out.extend_from_slice(b"[[");
+                } else {
+                    stack.push(false);
+                    out.push(b'{');
+                }
+            }
+            b'[' => {
+                stack.push(false);
+                out.push(b'[');
+            }
+            b'}' => {
+                if stack.pop() == Some(true) {
+                    out.extend_from_slice(b"]]");
+                } else {
+                    out.push(b'}');
+                }
+            }
+            b']' => {
+                stack.pop();
+                out.push(b']');
+            }
+            b':' if stack.last() == Some(&true) => out.push(b','),
+            b',' if stack.last() == Some(&true) => out.extend_from_slice(b"],["),
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    // Only ASCII bytes were replaced, so the output is still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Compact output, except that object keys produced from integers are left unquoted.
 #[derive(Default)]
 struct JavaFormatter {
@@ -182,5 +240,17 @@ mod tests {
         let mut s = BTreeMap::new();
         s.insert("7".to_owned(), 1);
         assert_eq!(to_java_json(&s).unwrap(), r#"{"7":1}"#);
+    }
+
+    #[test]
+    fn object_keyed_maps_become_pairs() {
+        let text = r#"{"t":{ {"q":1,"s":"{x:1}"}:{"a":2},{"q":2}:3},"e":{},"n":{"k":[{"z":1}]}}"#;
+        let v: serde_json::Value = serde_json::from_str(&object_keys_to_pairs(text)).unwrap();
+        assert_eq!(v["t"][0][0]["q"], 1);
+        assert_eq!(v["t"][0][0]["s"], "{x:1}");
+        assert_eq!(v["t"][0][1]["a"], 2);
+        assert_eq!(v["t"][1][1], 3);
+        assert_eq!(v["e"], serde_json::json!({}));
+        assert_eq!(v["n"]["k"][0]["z"], 1);
     }
 }

@@ -5,5 +5,5 @@ pub mod java_json;
 pub mod route;
 
 pub use consumer::*;
-pub use java_json::{from_java_json, quote_numeric_keys, to_java_json};
+pub use java_json::{from_java_json, object_keys_to_pairs, quote_numeric_keys, to_java_json};
 pub use route::*;

@@ -369,6 +369,34 @@ command_header! {
     }
 }
 
+command_header! {
+    /// GET_CONSUMER_RUNNING_INFO (307): admin → broker, relayed to the client.
+    pub struct GetConsumerRunningInfoRequestHeader {
+        consumer_group: String => "consumerGroup",
+        client_id: String => "clientId",
+        jstack_enable: Option<bool> => "jstackEnable",
+    }
+}
+
+command_header! {
+    /// CONSUME_MESSAGE_DIRECTLY (309): admin → broker, relayed to the client with the message.
+    pub struct ConsumeMessageDirectlyResultRequestHeader {
+        consumer_group: String => "consumerGroup",
+        client_id: Option<String> => "clientId",
+        msg_id: Option<String> => "msgId",
+        broker_name: Option<String> => "brokerName",
+        topic: Option<String> => "topic",
+    }
+}
+
+command_header! {
+    /// QUERY_CONSUME_TIME_SPAN (303).
+    pub struct QueryConsumeTimeSpanRequestHeader {
+        topic: String => "topic",
+        group: String => "group",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
