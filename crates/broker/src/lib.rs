@@ -165,19 +165,22 @@ impl Broker {
             boot: Instant::now(),
             boot_timestamp: BrokerState::now_ms(),
             config_dir,
-            config,
+            config: std::sync::RwLock::new(Arc::new(config)),
         });
         state.topics_changed().await;
 
         let processor = Arc::new(processor::Processor::new(state.clone()));
         let connection = ConnectionConfig {
             idle_timeout: Some(Duration::from_secs(
-                state.config.server_channel_max_idle_time_seconds.max(1),
+                state.config().server_channel_max_idle_time_seconds.max(1),
             )),
             ..ConnectionConfig::default()
         };
         let mut servers = Vec::new();
-        for port in [state.config.listen_port, state.config.fast_listen_port()] {
+        for port in [
+            state.config().listen_port,
+            state.config().fast_listen_port(),
+        ] {
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
             let server = RemotingServer::bind(
                 ServerConfig {
@@ -205,14 +208,14 @@ impl Broker {
         tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
         tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));
         tracing::info!(
-            broker = %state.config.broker_name,
-            cluster = %state.config.broker_cluster_name,
+            broker = %state.config().broker_name,
+            cluster = %state.config().broker_cluster_name,
             addr = %state.broker_addr,
-            listen = state.config.listen_port,
-            fast = state.config.fast_listen_port(),
-            store = %state.config.store_path_root_dir,
-            flush = %state.config.flush_disk_type,
-            namesrv = ?state.config.namesrv_addrs(),
+            listen = state.config().listen_port,
+            fast = state.config().fast_listen_port(),
+            store = %state.config().store_path_root_dir,
+            flush = %state.config().flush_disk_type,
+            namesrv = ?state.config().namesrv_addrs(),
             "broker started"
         );
         Ok(Broker {
@@ -257,7 +260,7 @@ impl Broker {
         .await;
         match closed {
             Ok((Ok(()), Ok(()))) => {
-                tracing::info!(broker = %s.config.broker_name, "broker stopped, store flushed")
+                tracing::info!(broker = %s.config().broker_name, "broker stopped, store flushed")
             }
             Ok((p, st)) => {
                 tracing::error!(offsets = ?p.err(), store = ?st.err(), "broker shutdown incomplete")
@@ -268,7 +271,7 @@ impl Broker {
 }
 
 async fn persist_offsets_loop(s: Arc<BrokerState>, stop: CancellationToken) {
-    let period = Duration::from_millis(s.config.flush_consumer_offset_interval.max(100));
+    let period = Duration::from_millis(s.config().flush_consumer_offset_interval.max(100));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -279,7 +282,7 @@ async fn persist_offsets_loop(s: Arc<BrokerState>, stop: CancellationToken) {
 
 /// Drops client channels silent for `channelExpiredTimeout` and tells their groups.
 async fn expire_clients_loop(s: Arc<BrokerState>, stop: CancellationToken) {
-    let timeout = Duration::from_millis(s.config.channel_expired_timeout.max(1000));
+    let timeout = Duration::from_millis(s.config().channel_expired_timeout.max(1000));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -19,7 +19,7 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
 
 fn topic_wrapper(s: &BrokerState) -> TopicConfigSerializeWrapper {
     let mut w = s.topics.snapshot();
-    let broker_perm = s.config.broker_permission;
+    let broker_perm = s.config().broker_permission;
     if !perm::is_readable(broker_perm) || !perm::is_writeable(broker_perm) {
         for tc in w.topic_config_table.values_mut() {
             tc.perm &= broker_perm;
@@ -36,16 +36,16 @@ fn register_request(s: &BrokerState) -> RemotingCommand {
     .encode();
     let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
     let ha_ip = s
-        .config
+        .config()
         .broker_ip2
         .clone()
         .unwrap_or_else(|| s.store_host.ip().to_string());
     let header = RegisterBrokerRequestHeader {
-        broker_name: s.config.broker_name.clone(),
+        broker_name: s.config().broker_name.clone(),
         broker_addr: s.broker_addr.clone(),
-        cluster_name: s.config.broker_cluster_name.clone(),
-        ha_server_addr: format!("{ha_ip}:{}", s.config.ha_listen_port),
-        broker_id: s.config.broker_id,
+        cluster_name: s.config().broker_cluster_name.clone(),
+        ha_server_addr: format!("{ha_ip}:{}", s.config().ha_listen_port),
+        broker_id: s.config().broker_id,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
         compressed: Some(false),
@@ -57,7 +57,7 @@ fn register_request(s: &BrokerState) -> RemotingCommand {
 
 /// Registers with every NameServer once; returns how many accepted.
 pub async fn register_all(s: &BrokerState, client: &RemotingClient) -> usize {
-    let addrs = s.config.namesrv_addrs();
+    let addrs = s.config().namesrv_addrs();
     let calls = addrs.iter().map(|addr| {
         let req = register_request(s);
         async move {
@@ -83,13 +83,14 @@ pub async fn register_all(s: &BrokerState, client: &RemotingClient) -> usize {
 
 /// The registration loop; ends when `stop` fires.
 pub async fn run(s: Arc<BrokerState>, client: RemotingClient, stop: CancellationToken) {
-    let period = Duration::from_millis(s.config.register_name_server_period.clamp(10_000, 60_000));
+    let period =
+        Duration::from_millis(s.config().register_name_server_period.clamp(10_000, 60_000));
     let mut logged = false;
     loop {
         let n = register_all(&s, &client).await;
         if n > 0 && !logged {
             tracing::info!(
-                broker = %s.config.broker_name,
+                broker = %s.config().broker_name,
                 addr = %s.broker_addr,
                 topics = s.topics.names().len(),
                 namesrvs = n,
@@ -108,12 +109,12 @@ pub async fn run(s: Arc<BrokerState>, client: RemotingClient, stop: Cancellation
 /// Tells every NameServer this broker is leaving.
 pub async fn unregister_all(s: &BrokerState, client: &RemotingClient) {
     let header = BrokerIdentityHeader {
-        broker_name: s.config.broker_name.clone(),
+        broker_name: s.config().broker_name.clone(),
         broker_addr: s.broker_addr.clone(),
-        cluster_name: s.config.broker_cluster_name.clone(),
-        broker_id: s.config.broker_id,
+        cluster_name: s.config().broker_cluster_name.clone(),
+        broker_id: s.config().broker_id,
     };
-    let addrs = s.config.namesrv_addrs();
+    let addrs = s.config().namesrv_addrs();
     let calls = addrs.iter().map(|addr| {
         let req = RemotingCommand::request_with_header(RequestCode::UnregisterBroker, &header);
         async move {

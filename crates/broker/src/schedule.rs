@@ -107,7 +107,7 @@ async fn deliver_due(
 }
 
 pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
-    let levels = s.config.delay_levels_ms();
+    let levels = s.config().delay_levels_ms();
     let mut table: DelayOffsetTable = s
         .delay_offsets_file()
         .load()

@@ -32,7 +32,8 @@ pub struct BrokerStats {
 }
 
 pub struct BrokerState {
-    pub config: BrokerConfig,
+    /// Current configuration; runtime-changeable keys can be replaced by UPDATE_BROKER_CONFIG.
+    pub config: std::sync::RwLock<Arc<BrokerConfig>>,
     pub store: Arc<MessageStore>,
     pub topics: TopicTable,
     pub groups: SubscriptionGroups,
@@ -63,6 +64,14 @@ command_header! {
 }
 
 impl BrokerState {
+    /// The configuration now in force.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn topics_file(&self) -> ConfigFile {
         ConfigFile::new(self.config_dir.join("topics.json"))
     }
@@ -80,11 +89,11 @@ impl BrokerState {
     }
 
     pub fn broker_writable(&self) -> bool {
-        perm::is_writeable(self.config.broker_permission) && !self.config.is_slave()
+        perm::is_writeable(self.config().broker_permission) && !self.config().is_slave()
     }
 
     pub fn broker_readable(&self) -> bool {
-        perm::is_readable(self.config.broker_permission)
+        perm::is_readable(self.config().broker_permission)
     }
 
     /// Persists the topic table off the async workers and asks for a re-registration.

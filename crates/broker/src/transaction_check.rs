@@ -134,7 +134,7 @@ fn send_check(s: &BrokerState, copy: &Bytes) {
         msg_id: uniq.clone(),
         transaction_id: v.property(keys::TRANSACTION_ID).map(str::to_owned).or(uniq),
         offset_msg_id: Some(v.offset_msg_id()),
-        broker_name: Some(s.config.broker_name.clone()),
+        broker_name: Some(s.config().broker_name.clone()),
     };
     let cmd = RemotingCommand::request_with_header(RequestCode::CheckTransactionState, &header)
         .with_body(body);
@@ -146,8 +146,8 @@ fn send_check(s: &BrokerState, copy: &Bytes) {
 /// One pass over the half queue.
 pub(crate) async fn check_once(s: &BrokerState) {
     let now = BrokerState::now_ms();
-    let timeout = s.config.transaction_time_out as i64;
-    let max_checks = s.config.transaction_check_max;
+    let timeout = s.config().transaction_time_out as i64;
+    let max_checks = s.config().transaction_check_max;
     let mut half = s
         .offsets
         .query(naming::TRANS_HALF_TOPIC, GROUP, 0)
@@ -255,7 +255,7 @@ pub(crate) async fn check_once(s: &BrokerState) {
 }
 
 pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
-    let period = Duration::from_millis(s.config.transaction_check_interval.max(100));
+    let period = Duration::from_millis(s.config().transaction_check_interval.max(100));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

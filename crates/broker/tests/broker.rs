@@ -684,3 +684,46 @@ async fn timer_message_is_delivered_at_its_time_not_before() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn runtime_config_update_applies_and_rejects_restart_only_keys() {
+    let h = Harness::start(|_| {}).await;
+    let update = |text: &str| {
+        RemotingCommand::request(RequestCode::UpdateBrokerConfig).with_body(text.to_owned())
+    };
+    let resp = h.call(update("brokerPermission=4\n")).await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::Success,
+        "{:?}",
+        resp.remark
+    );
+    assert_eq!(
+        h.send("RO", b"x", "", 0).await.response_code(),
+        ResponseCode::NoPermission
+    );
+    let resp = h
+        .call(RemotingCommand::request(RequestCode::GetBrokerConfig))
+        .await;
+    let text = String::from_utf8(resp.body.to_bytes().to_vec()).unwrap();
+    assert!(text.contains("brokerPermission=4"), "{text}");
+    let resp = h.call(update("listenPort=1234\n")).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    assert!(resp.remark.unwrap().contains("listenPort"));
+    let resp = h.call(update("brokerPermission=6\nnoSuchKey=1\n")).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    // All or nothing: the permission is still read-only.
+    assert_eq!(
+        h.send("RO", b"x", "", 0).await.response_code(),
+        ResponseCode::NoPermission
+    );
+    assert_eq!(
+        h.call(update("brokerPermission=6")).await.response_code(),
+        ResponseCode::Success
+    );
+    assert_eq!(
+        h.send("RO", b"x", "", 0).await.response_code(),
+        ResponseCode::Success
+    );
+    h.stop().await;
+}

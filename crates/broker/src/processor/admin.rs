@@ -225,13 +225,13 @@ pub(super) fn runtime_info(s: &BrokerState, req: &RemotingCommand) -> Reply {
         "runtime",
         format!("[ {} seconds ]", s.boot.elapsed().as_secs()),
     );
-    set("brokerName", s.config.broker_name.clone());
+    set("brokerName", s.config().broker_name.clone());
     Ok(json_reply(req, &KvTable { table: t }))
 }
 
 pub(super) fn broker_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
     let mut text = String::new();
-    for (k, v) in s.config.to_pairs() {
+    for (k, v) in s.config().to_pairs() {
         text.push_str(k);
         text.push('=');
         text.push_str(&v);
@@ -246,7 +246,7 @@ pub(super) fn broker_config(s: &BrokerState, req: &RemotingCommand) -> Reply {
 fn mq(s: &BrokerState, topic: &str, queue_id: i32) -> MessageQueue {
     MessageQueue {
         topic: topic.to_owned(),
-        broker_name: s.config.broker_name.clone(),
+        broker_name: s.config().broker_name.clone(),
         queue_id,
     }
 }
@@ -569,7 +569,7 @@ pub(super) async fn consume_message_directly(s: &BrokerState, req: &RemotingComm
     let mut forward = req.clone();
     forward
         .ext_fields
-        .insert("brokerName", &s.config.broker_name);
+        .insert("brokerName", &s.config().broker_name);
     let record = h
         .msg_id
         .as_deref()
@@ -634,4 +634,64 @@ pub(super) fn consume_time_span(s: &BrokerState, req: &RemotingCommand) -> Reply
         req,
         &serde_json::json!({ "consumeTimeSpanSet": spans }),
     ))
+}
+
+/// Keys UPDATE_BROKER_CONFIG may change while running: the ones the broker reads per request.
+/// Store geometry, paths, ports and identity need a restart.
+const RUNTIME_KEYS: &[&str] = &[
+    "brokerPermission",
+    "autoCreateTopicEnable",
+    "autoCreateSubscriptionGroup",
+    "defaultTopicQueueNums",
+    "longPollingEnable",
+    "shortPollingTimeMills",
+    "rejectTransactionMessage",
+    "enablePropertyFilter",
+    "transactionTimeOut",
+    "transactionCheckMax",
+    "maxMessageSize",
+    "traceOn",
+    "regionId",
+    "useServerSideResetOffset",
+];
+
+/// UPDATE_BROKER_CONFIG: body `key=value` lines. All or nothing: an unknown, restart-only or
+/// invalid key rejects the whole update with a remark naming it.
+pub(super) async fn update_broker_config(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
+    let bytes = req.body.to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        err(
+            req,
+            ResponseCode::InvalidParameter,
+            "config body is not UTF-8",
+        )
+    })?;
+    let mut next = (*s.config()).clone();
+    let mut changed = Vec::new();
+    for (key, value) in ferrymq_protocol::java_properties::parse(text) {
+        if !RUNTIME_KEYS.contains(&key.as_str()) {
+            let why = if next.to_pairs().iter().any(|(k, _)| *k == key) {
+                "cannot be changed at runtime, edit broker.conf and restart"
+            } else {
+                "is not a broker config key"
+            };
+            return Err(err(
+                req,
+                ResponseCode::InvalidParameter,
+                format!("`{key}` {why}"),
+            ));
+        }
+        next.set(&key, &value)
+            .map_err(|e| err(req, ResponseCode::InvalidParameter, e.to_string()))?;
+        changed.push(key);
+    }
+    next.validate()
+        .map_err(|e| err(req, ResponseCode::InvalidParameter, e.to_string()))?;
+    let perm_changed = next.broker_permission != s.config().broker_permission;
+    *s.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    tracing::info!(keys = ?changed, "broker config updated at runtime");
+    if perm_changed {
+        s.register_now.notify_one();
+    }
+    Ok(ok(req))
 }

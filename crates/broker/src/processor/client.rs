@@ -150,7 +150,7 @@ pub(super) fn check_client_config(s: &BrokerState, req: &RemotingCommand) -> Rep
         .and_then(|v| v.as_str())
         .unwrap_or("TAG");
     if expression_type.eq_ignore_ascii_case("SQL92") {
-        if !s.config.enable_property_filter {
+        if !s.config().enable_property_filter {
             return Err(err(
                 req,
                 ResponseCode::SystemError,

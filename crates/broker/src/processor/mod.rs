@@ -103,6 +103,7 @@ impl RequestHandler for Processor {
             RequestCode::GetSystemTopicListFromBroker => admin::system_topics(s, &req),
             RequestCode::GetBrokerRuntimeInfo => admin::runtime_info(s, &req),
             RequestCode::GetBrokerConfig => admin::broker_config(s, &req),
+            RequestCode::UpdateBrokerConfig => admin::update_broker_config(s, &req).await,
             RequestCode::GetTopicStatsInfo => admin::topic_stats(s, &req),
             RequestCode::GetConsumeStats => admin::consume_stats(s, &req),
             RequestCode::GetConsumerConnectionList => admin::consumer_connections(s, &req),

@@ -69,7 +69,7 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
             ResponseCode::NoPermission,
             format!(
                 "the broker[{}] pulling message is forbidden",
-                s.config.broker_name
+                s.config().broker_name
             ),
         ));
     }
@@ -171,10 +171,10 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
     let suspend = pull_sys_flag::has(h.sys_flag, pull_sys_flag::SUSPEND);
     let hold = if !suspend {
         Duration::ZERO
-    } else if s.config.long_polling_enable {
+    } else if s.config().long_polling_enable {
         Duration::from_millis(h.suspend_timeout_millis.max(0) as u64)
     } else {
-        Duration::from_millis(s.config.short_polling_time_mills)
+        Duration::from_millis(s.config().short_polling_time_mills)
     };
     let deadline = Instant::now() + hold;
     let max_count = h.max_msg_nums.max(1) as usize;
@@ -203,12 +203,12 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
         {
             let now = Instant::now();
             if now < deadline {
-                if s.config.long_polling_enable {
+                if s.config().long_polling_enable {
                     let _ = tokio::time::timeout(deadline - now, notified).await;
                 } else {
                     tokio::time::sleep(deadline - now).await;
                 }
-                if Instant::now() < deadline || !s.config.long_polling_enable {
+                if Instant::now() < deadline || !s.config().long_polling_enable {
                     continue;
                 }
                 // Suspend time is up: answer with one last read.

@@ -42,7 +42,7 @@ pub(super) async fn send_message(
             ResponseCode::NoPermission,
             format!(
                 "the broker[{}] sending message is forbidden",
-                s.config.broker_name
+                s.config().broker_name
             ),
         ));
     }
@@ -83,14 +83,14 @@ pub(super) async fn send_message(
         h.queue_id
     };
     let body = req.body.to_bytes();
-    if body.len() > s.config.max_message_size {
+    if body.len() > s.config().max_message_size {
         return Err(err(
             req,
             ResponseCode::MessageIllegal,
             format!(
                 "the message body size {} is larger than the limit {}",
                 body.len(),
-                s.config.max_message_size
+                s.config().max_message_size
             ),
         ));
     }
@@ -129,13 +129,13 @@ pub(super) async fn send_message(
     }
     add_broker_properties(s, &mut msg.properties);
     if properties::get(&msg.properties, keys::TRANSACTION_PREPARED) == Some("true") {
-        if s.config.reject_transaction_message {
+        if s.config().reject_transaction_message {
             return Err(err(
                 req,
                 ResponseCode::NoPermission,
                 format!(
                     "the broker[{}] sending transaction message is forbidden",
-                    s.config.broker_name
+                    s.config().broker_name
                 ),
             ));
         }
@@ -164,7 +164,7 @@ async fn topic_for_send(
             s.topics
                 .create_internal(&h.topic, 1, perm::READ | perm::WRITE, 0),
         )
-    } else if s.config.auto_create_topic_enable {
+    } else if s.config().auto_create_topic_enable {
         let template = if h.default_topic.is_empty() {
             naming::AUTO_CREATE_TOPIC_KEY
         } else {
@@ -225,7 +225,7 @@ async fn redirect_exhausted_retry(
 /// Properties the broker stamps on every message: the cluster, and a UNIQ_KEY when the client
 /// sent none (so the message can be found by id).
 fn add_broker_properties(s: &BrokerState, props: &mut String) {
-    properties::push(props, keys::CLUSTER, &s.config.broker_cluster_name);
+    properties::push(props, keys::CLUSTER, &s.config().broker_cluster_name);
     if properties::uniq_key(props).is_none() {
         let id = s.uniq_keys.next_id();
         properties::push(props, keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &id);
@@ -262,7 +262,7 @@ pub(crate) async fn put_internal(s: &BrokerState, mut msg: MessageInner) -> PutM
         .unwrap_or(0);
     let internal = msg.topic == naming::SCHEDULE_TOPIC || msg.topic == naming::TIMER_TOPIC;
     if level > 0 && !transactional && !internal {
-        let max_level = s.config.delay_levels_ms().len() as i32;
+        let max_level = s.config().delay_levels_ms().len() as i32;
         let level = level.min(max_level);
         let mut props = crate::timer::without_timer_properties(&msg.properties);
         props = properties::without(&props, keys::DELAY_TIME_LEVEL);
@@ -391,7 +391,7 @@ fn send_response(
                 ResponseCode::SystemBusy,
                 format!(
                     "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue over {}ms",
-                    s.config.wait_time_mills_in_send_queue
+                    s.config().wait_time_mills_in_send_queue
                 ),
             )
         }
@@ -423,8 +423,8 @@ fn send_response(
         queue_offset: append.logics_offset,
         transaction_id,
         batch_uniq_id: None,
-        msg_region: Some(s.config.region_id.clone()),
-        trace_on: Some(s.config.trace_on.to_string()),
+        msg_region: Some(s.config().region_id.clone()),
+        trace_on: Some(s.config().trace_on.to_string()),
     };
     RemotingCommand::response_to(req, code).with_header(&header)
 }
@@ -446,7 +446,7 @@ pub(super) async fn consumer_send_back(s: &Arc<BrokerState>, req: &RemotingComma
             ResponseCode::NoPermission,
             format!(
                 "the broker[{}] sending message is forbidden",
-                s.config.broker_name
+                s.config().broker_name
             ),
         ));
     }

@@ -16,7 +16,7 @@ use crate::state::BrokerState;
 
 pub(super) async fn end_transaction(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
     let h: EndTransactionRequestHeader = header(req)?;
-    if s.config.is_slave() {
+    if s.config().is_slave() {
         return Err(err(
             req,
             ResponseCode::SlaveNotAvailable,
