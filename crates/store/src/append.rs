@@ -140,12 +140,20 @@ impl Allocator {
                 }
             };
             let started = Instant::now();
-            let r = MappedFile::create(&self.dir, offset, self.file_size, self.warm).map(Arc::new);
+            let r = MappedFile::create(&self.dir, offset, self.file_size, false).map(Arc::new);
+            let file = r.as_ref().ok().cloned();
+            {
+                let mut st = self.state.lock();
+                st.in_progress = None;
+                st.ready = Some((offset, r));
+                self.cv.notify_all();
+            }
+            // Warm after handing the file over: if the appender reaches it early it writes at
+            // the front while the warming proceeds behind, instead of waiting for it.
+            if let (true, Some(f)) = (self.warm, file) {
+                f.warm();
+            }
             tracing::debug!(offset, elapsed = ?started.elapsed(), "pre-allocated commit log file");
-            let mut st = self.state.lock();
-            st.in_progress = None;
-            st.ready = Some((offset, r));
-            self.cv.notify_all();
         }
     }
 }

@@ -134,22 +134,27 @@ impl MappedFile {
         })
     }
 
-    /// Fills the page cache for the whole file by writing zeros through the file descriptor, so
-    /// the appender's first touch of each page is a cheap minor fault instead of a block
-    /// allocation. Going through `pwrite` rather than the mapping keeps the pages out of this
-    /// process's resident set until they are really used (an idle broker stays small).
-    fn warm(&self) {
+    /// Fills the page cache for the whole file by reading it through the file descriptor: the
+    /// blocks are reserved but unwritten, so this costs no disk I/O, and the appender's first
+    /// touch of each page becomes a cheap minor fault instead of a page allocation. Reading (not
+    /// writing zeros) leaves the pages clean, so no zeros are ever written back to disk, and going
+    /// through `pread` rather than the mapping keeps them out of this process's resident set
+    /// until they are really used (an idle broker stays small).
+    pub(crate) fn warm(&self) {
         use std::os::unix::fs::FileExt;
         const CHUNK: usize = 1 << 20;
-        let zeros = vec![0u8; CHUNK.min(self.size)];
+        let mut buf = vec![0u8; CHUNK.min(self.size)];
         let mut pos = 0;
         while pos < self.size {
             let n = CHUNK.min(self.size - pos);
-            if let Err(e) = self.file.write_all_at(&zeros[..n], pos as u64) {
-                tracing::debug!("warming {} failed: {e}", self.path.display());
-                return;
+            match self.file.read_at(&mut buf[..n], pos as u64) {
+                Ok(0) => return,
+                Ok(read) => pos += read,
+                Err(e) => {
+                    tracing::debug!("warming {} failed: {e}", self.path.display());
+                    return;
+                }
             }
-            pos += n;
         }
     }
 
