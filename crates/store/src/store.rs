@@ -39,7 +39,7 @@ use crate::get::{
 use crate::index::IndexService;
 use crate::mapped_file::MappedFileQueue;
 use crate::put::{MessageBatch, MessageInner, PutHandle, PutMessageResult, PutMessageStatus};
-use crate::util::{disk_used_ratio, hour_of_day, now_ms, total_physical_memory, Signal};
+use crate::util::{disk_used_ratio, local_hour_of_day, now_ms, total_physical_memory, Signal};
 
 /// Called by the dispatcher for each message added to a consume queue (long-poll wake-up).
 pub type ArrivalListener = Arc<dyn Fn(&MessageArrival<'_>) + Send + Sync>;
@@ -841,7 +841,7 @@ fn clean(i: &StoreInner, manual: bool) -> Result<usize> {
             );
         }
     }
-    let hour = hour_of_day(now_ms());
+    let hour = local_hour_of_day(now_ms());
     let time_up = cfg
         .delete_when
         .split(';')

@@ -1,5 +1,6 @@
 //! Small helpers: wall-clock milliseconds, civil dates for file names and hour checks, and disk
-//! usage (statvfs). Dates are UTC; RocketMQ uses the JVM's zone, which only shows in names.
+//! usage (statvfs). File-name dates are UTC; the `deleteWhen` hour is local time, as operators
+//! (and RocketMQ, in the JVM's zone) mean it.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,9 +40,23 @@ pub fn format_index_file_name(ms: i64) -> String {
     )
 }
 
-/// Hour of day (0-23) of an epoch-millisecond time.
+/// Hour of day (0-23) of an epoch-millisecond time, in UTC.
 pub fn hour_of_day(ms: i64) -> i64 {
     ms.rem_euclid(86_400_000) / 3_600_000
+}
+
+/// Hour of day (0-23) of an epoch-millisecond time in the machine's local zone (`TZ` or
+/// /etc/localtime), which is what operators mean by `deleteWhen=04`. Falls back to UTC.
+pub fn local_hour_of_day(ms: i64) -> i64 {
+    let secs = ms.div_euclid(1000) as libc::time_t;
+    // SAFETY: localtime_r only writes the caller-provided struct; both pointers are valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if ok {
+        i64::from(tm.tm_hour)
+    } else {
+        hour_of_day(ms)
+    }
 }
 
 /// Used fraction (0.0-1.0) of the file system holding `path`; `None` if it cannot be read.
