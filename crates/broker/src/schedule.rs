@@ -10,7 +10,7 @@ use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::RecordView;
 use ferrymq_protocol::naming;
 use ferrymq_store::config_file::DelayOffsetTable;
-use ferrymq_store::{GetMessageStatus, MessageInner};
+use ferrymq_store::GetMessageStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::processor::put_internal;
@@ -34,22 +34,13 @@ async fn deliver(s: &BrokerState, record: &bytes::Bytes) -> bool {
         );
         return true;
     };
-    let msg = MessageInner {
-        topic: topic.to_owned(),
-        queue_id,
-        flag: view.flag(),
-        body: record.slice(view.body_range()),
-        properties: crate::timer::without_timer_properties(&properties::without(
-            view.properties(),
-            keys::DELAY_TIME_LEVEL,
-        )),
-        sys_flag: view.sys_flag(),
-        born_timestamp: view.born_timestamp(),
-        born_host: view.born_host(),
-        store_host: s.store_host,
-        reconsume_times: view.reconsume_times(),
-        prepared_transaction_offset: 0,
-    };
+    let mut msg = s.restore(record, &view);
+    msg.topic = topic.to_owned();
+    msg.queue_id = queue_id;
+    msg.properties = crate::timer::without_timer_properties(&properties::without(
+        view.properties(),
+        keys::DELAY_TIME_LEVEL,
+    ));
     put_internal(s, msg).await.status.is_stored()
 }
 

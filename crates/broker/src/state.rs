@@ -11,9 +11,10 @@ use std::time::Instant;
 use ferrymq_protocol::command_header;
 use ferrymq_protocol::message::flag::perm;
 use ferrymq_protocol::message::msg_id::UniqKeyGenerator;
+use ferrymq_protocol::message::RecordView;
 use ferrymq_protocol::{RemotingCommand, RequestCode};
 use ferrymq_store::config_file::{ConfigFile, DelayOffsetTable};
-use ferrymq_store::MessageStore;
+use ferrymq_store::{MessageInner, MessageStore};
 use tokio::sync::Notify;
 
 use crate::client_registry::ClientRegistry;
@@ -162,6 +163,25 @@ impl BrokerState {
             })
             .unwrap_or(1 << 20);
         total_kb * 1024 * 4 / 10
+    }
+
+    /// A new message carrying a stored record's body, flags, properties, born data and retry
+    /// count, to be stored again by this broker (delayed delivery, retries, transactions).
+    /// Callers then point it at its new topic and queue.
+    pub fn restore(&self, record: &bytes::Bytes, view: &RecordView<'_>) -> MessageInner {
+        MessageInner {
+            topic: view.topic().to_owned(),
+            queue_id: view.queue_id(),
+            flag: view.flag(),
+            body: record.slice(view.body_range()),
+            properties: view.properties().to_owned(),
+            sys_flag: view.sys_flag(),
+            born_timestamp: view.born_timestamp(),
+            born_host: view.born_host(),
+            store_host: self.store_host,
+            reconsume_times: view.reconsume_times(),
+            prepared_transaction_offset: 0,
+        }
     }
 
     pub fn now_ms() -> i64 {

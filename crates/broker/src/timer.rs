@@ -163,19 +163,10 @@ async fn deliver(s: &BrokerState, physical_offset: i64) -> bool {
         keys::TIMER_DEQUEUE_MS,
         &BrokerState::now_ms().to_string(),
     );
-    let msg = MessageInner {
-        topic: topic.to_owned(),
-        queue_id,
-        flag: v.flag(),
-        body: record.slice(v.body_range()),
-        properties: props,
-        sys_flag: v.sys_flag(),
-        born_timestamp: v.born_timestamp(),
-        born_host: v.born_host(),
-        store_host: s.store_host,
-        reconsume_times: v.reconsume_times(),
-        prepared_transaction_offset: 0,
-    };
+    let mut msg = s.restore(&record, &v);
+    msg.topic = topic.to_owned();
+    msg.queue_id = queue_id;
+    msg.properties = props;
     let stored = s.store.put_message(msg).await.status.is_stored();
     if stored {
         s.record_puts(1);

@@ -85,19 +85,10 @@ pub(crate) async fn write_op(s: &BrokerState, half_queue_offset: i64) {
 /// Stores a copy of a half message (same body and properties) under `topic`, with `props`.
 async fn re_put(s: &BrokerState, record: &Bytes, topic: &str, props: String) -> Option<(i64, i64)> {
     let v = RecordView::parse(record).ok()?;
-    let msg = MessageInner {
-        topic: topic.to_owned(),
-        queue_id: 0,
-        flag: v.flag(),
-        body: record.slice(v.body_range()),
-        properties: props,
-        sys_flag: v.sys_flag(),
-        born_timestamp: v.born_timestamp(),
-        born_host: v.born_host(),
-        store_host: s.store_host,
-        reconsume_times: v.reconsume_times(),
-        prepared_transaction_offset: 0,
-    };
+    let mut msg = s.restore(record, &v);
+    msg.topic = topic.to_owned();
+    msg.queue_id = 0;
+    msg.properties = props;
     let r = s.store.put_message(msg).await;
     let a = r.append?;
     Some((a.logics_offset, a.wrote_offset))

@@ -518,19 +518,11 @@ pub(super) async fn consumer_send_back(s: &Arc<BrokerState>, req: &RemotingComma
     if delay > 0 {
         properties::push(&mut props, keys::DELAY_TIME_LEVEL, &delay.to_string());
     }
-    let msg = MessageInner {
-        topic,
-        queue_id,
-        flag: view.flag(),
-        body: record.slice(view.body_range()),
-        properties: props,
-        sys_flag: view.sys_flag(),
-        born_timestamp: view.born_timestamp(),
-        born_host: view.born_host(),
-        store_host: s.store_host,
-        reconsume_times: reconsume_times + 1,
-        prepared_transaction_offset: 0,
-    };
+    let mut msg = s.restore(&record, &view);
+    msg.topic = topic;
+    msg.queue_id = queue_id;
+    msg.properties = props;
+    msg.reconsume_times = reconsume_times + 1;
     let result = put_internal(s, msg).await;
     if result.status.is_stored() {
         Ok(ok(req))

@@ -9,7 +9,6 @@ use ferrymq_protocol::message::flag::sys_flag;
 use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::RecordView;
 use ferrymq_protocol::{RemotingCommand, ResponseCode};
-use ferrymq_store::MessageInner;
 
 use super::{err, header, ok, put_internal, Reply};
 use crate::state::BrokerState;
@@ -78,22 +77,13 @@ pub(super) async fn end_transaction(s: &Arc<BrokerState>, req: &RemotingCommand)
         let mut props = properties::without(view.properties(), keys::REAL_TOPIC);
         props = properties::without(&props, keys::REAL_QUEUE_ID);
         props = properties::without(&props, keys::TRANSACTION_PREPARED);
-        let msg = MessageInner {
-            topic: topic.to_owned(),
-            queue_id,
-            flag: view.flag(),
-            body: record.slice(view.body_range()),
-            properties: props,
-            sys_flag: sys_flag::with_transaction_type(
-                view.sys_flag(),
-                sys_flag::TRANSACTION_COMMIT_TYPE,
-            ),
-            born_timestamp: view.born_timestamp(),
-            born_host: view.born_host(),
-            store_host: s.store_host,
-            reconsume_times: view.reconsume_times(),
-            prepared_transaction_offset: h.commit_log_offset,
-        };
+        let mut msg = s.restore(&record, &view);
+        msg.topic = topic.to_owned();
+        msg.queue_id = queue_id;
+        msg.properties = props;
+        msg.sys_flag =
+            sys_flag::with_transaction_type(view.sys_flag(), sys_flag::TRANSACTION_COMMIT_TYPE);
+        msg.prepared_transaction_offset = h.commit_log_offset;
         let result = put_internal(s, msg).await;
         if !result.status.is_stored() {
             return Err(err(req, ResponseCode::SystemError, result.status.as_str()));
