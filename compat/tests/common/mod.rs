@@ -10,6 +10,9 @@
 //! outgoing client connection cannot take a port while the broker is down for a restart) and
 //! checked free by binding; the broker port `P` is chosen with `P - 2` (fast port) free too.
 //!
+//! Multi-process deployments (separate `ferrymq namesrv` and `ferrymq broker` processes) are
+//! in `cluster.rs`.
+//!
 //! Environment knobs: `FERRYMQ_LOG` (RUST_LOG of the broker, default `info`), `FERRYMQ_KEEP`
 //! (keep data and logs; they are always kept when a test fails), `COMPAT_CLIENT_LOG`
 //! (tracing filter for the crates.io client's own logs, see `client.rs`).
@@ -17,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod cluster;
 pub mod raw;
 
 use std::collections::HashSet;

@@ -16,8 +16,10 @@ pub mod code {
     pub const SEND_MESSAGE: i32 = 10;
     pub const PULL_MESSAGE: i32 = 11;
     pub const QUERY_CONSUMER_OFFSET: i32 = 14;
+    pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
     pub const GET_MAX_OFFSET: i32 = 30;
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
+    pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     // response codes
     pub const SUCCESS: i32 = 0;
     pub const SYSTEM_ERROR: i32 = 1;
@@ -275,6 +277,99 @@ pub fn route_info(conn: &mut RawConn, topic: &str) -> std::io::Result<RawRespons
         &[("topic", topic.to_owned())],
         &[],
     )
+}
+
+/// `UPDATE_AND_CREATE_TOPIC` (code 17) to a broker: a plain (SINGLE_TAG, non-order) topic with
+/// `queues` read and write queues and permission `perm` (6 = read + write).
+pub fn create_topic(
+    conn: &mut RawConn,
+    topic: &str,
+    queues: i32,
+    perm: i32,
+) -> std::io::Result<RawResponse> {
+    conn.request(
+        code::UPDATE_AND_CREATE_TOPIC,
+        &[
+            ("topic", topic.to_owned()),
+            ("defaultTopic", "TBW102".to_owned()),
+            ("readQueueNums", queues.to_string()),
+            ("writeQueueNums", queues.to_string()),
+            ("perm", perm.to_string()),
+            ("topicFilterType", "SINGLE_TAG".to_owned()),
+            ("topicSysFlag", "0".to_owned()),
+            ("order", "false".to_owned()),
+        ],
+        &[],
+    )
+}
+
+/// `GET_BROKER_CLUSTER_INFO` (code 106) to a name server; returns the response.
+pub fn broker_cluster_info(conn: &mut RawConn) -> std::io::Result<RawResponse> {
+    conn.request(code::GET_BROKER_CLUSTER_INFO, &[], &[])
+}
+
+/// Parses a name server body into a JSON value. Java's fastjson writes maps with integer keys
+/// such as `brokerAddrs` with bare keys (`{0:"host:port"}`); those are quoted first, so strict
+/// JSON and fastjson output are both accepted.
+pub fn parse_java_json(body: &[u8]) -> Result<Value, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_str, mut escaped, mut expect_key) = (false, false, false);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' => {
+                in_str = true;
+                expect_key = false;
+                out.push(c);
+            }
+            '{' | ',' => {
+                expect_key = true;
+                out.push(c);
+            }
+            c if c.is_whitespace() => out.push(c),
+            c if expect_key && (c.is_ascii_digit() || c == '-') => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '-') {
+                    i += 1;
+                }
+                let token: String = chars[start..i].iter().collect();
+                let mut j = i;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&':') {
+                    out.push('"');
+                    out.push_str(&token);
+                    out.push('"');
+                } else {
+                    out.push_str(&token);
+                }
+                expect_key = false;
+                continue;
+            }
+            _ => {
+                expect_key = false;
+                out.push(c);
+            }
+        }
+        i += 1;
+    }
+    serde_json::from_str(&out).map_err(|e| format!("{e} in {text}"))
 }
 
 /// Number of read queues of `topic` as routed by the name server (`None` if no route).
