@@ -18,7 +18,7 @@ use ferrymq_protocol::header::{
     ResetOffsetRequestHeader, TopicHeader, ViewMessageRequestHeader,
 };
 use ferrymq_protocol::message::flag::perm;
-use ferrymq_protocol::{code::version, naming, RemotingCommand, ResponseCode};
+use ferrymq_protocol::{code::version, naming, RemotingCommand, RequestCode, ResponseCode};
 
 use super::{err, header, json_body, json_reply, ok, Reply};
 use crate::state::BrokerState;
@@ -509,7 +509,37 @@ pub(super) fn reset_offset(s: &BrokerState, req: &RemotingCommand) -> Reply {
         targets.insert(q, offset);
         table.insert(mq(s, &h.topic, q), offset);
     }
-    s.offsets.reset(&h.topic, &h.group, &targets);
+    if s.config().use_server_side_reset_offset {
+        s.offsets.reset(&h.topic, &h.group, &targets);
+        // Parked pulls of the group answer with the new position right away.
+        for q in targets.keys() {
+            s.arrivals.notify_arrival(&h.topic, *q);
+        }
+    } else {
+        // 4.x style: commit the new offsets and tell each online consumer to move there.
+        for (q, off) in &targets {
+            s.offsets.commit(&h.topic, &h.group, *q, *off);
+        }
+        let body = encode_reset_offset_body(&table).unwrap_or_default();
+        let client_header = ResetOffsetRequestHeader {
+            group: h.group.clone(),
+            topic: h.topic.clone(),
+            queue_id: None,
+            offset: None,
+            timestamp: h.timestamp,
+            is_force: Some(force),
+        };
+        for channel in s.clients.consumer_channels(&h.group) {
+            let cmd = RemotingCommand::request_with_header(
+                RequestCode::ResetConsumerClientOffset,
+                &client_header,
+            )
+            .with_body(body.clone());
+            tokio::spawn(async move {
+                let _ = channel.connection.invoke_oneway(cmd).await;
+            });
+        }
+    }
     tracing::info!(group = %h.group, topic = %h.topic, "consumer offsets reset by admin");
     Ok(ok(req).with_body(encode_reset_offset_body(&table).unwrap_or_default()))
 }

@@ -148,21 +148,6 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
         build_filter(req, &sub.expression_type, &sub.sub_string)?
     };
 
-    if let Some(reset) = s
-        .offsets
-        .take_reset(&h.topic, &h.consumer_group, h.queue_id)
-    {
-        let min = s.store.min_offset_in_queue(&h.topic, h.queue_id);
-        let max = s.store.max_offset_in_queue(&h.topic, h.queue_id);
-        return Ok(pull_response(
-            req,
-            ResponseCode::PullOffsetMoved,
-            "reset offset",
-            reset,
-            min,
-            max,
-        ));
-    }
     if pull_sys_flag::has(h.sys_flag, pull_sys_flag::COMMIT_OFFSET) && s.broker_writable() {
         s.offsets
             .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
@@ -185,6 +170,22 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
         .unwrap_or(usize::MAX);
     let signal = s.arrivals.signal(&h.topic, h.queue_id);
     loop {
+        // Checked on every wake-up too: an admin reset answers a parked pull at once.
+        if let Some(reset) = s
+            .offsets
+            .take_reset(&h.topic, &h.consumer_group, h.queue_id)
+        {
+            let min = s.store.min_offset_in_queue(&h.topic, h.queue_id);
+            let max = s.store.max_offset_in_queue(&h.topic, h.queue_id);
+            return Ok(pull_response(
+                req,
+                ResponseCode::PullOffsetMoved,
+                "reset offset",
+                reset,
+                min,
+                max,
+            ));
+        }
         // Armed before reading so an arrival between the read and the wait still wakes us.
         let mut notified = pin!(signal.notified());
         notified.as_mut().enable();
@@ -197,31 +198,18 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
             Some(&filter),
         );
         // Every PULL_NOT_FOUND is held, as in RocketMQ: also an empty or not-yet-created queue
-        // at offset 0, or a consumer would spin on it.
+        // at offset 0, or a consumer would spin on it. When the hold time is up the last read
+        // is the answer.
+        let now = Instant::now();
         if status_code(result.status, h.queue_offset) == ResponseCode::PullNotFound
-            && !hold.is_zero()
+            && now < deadline
         {
-            let now = Instant::now();
-            if now < deadline {
-                if s.config().long_polling_enable {
-                    let _ = tokio::time::timeout(deadline - now, notified).await;
-                } else {
-                    tokio::time::sleep(deadline - now).await;
-                }
-                if Instant::now() < deadline || !s.config().long_polling_enable {
-                    continue;
-                }
-                // Suspend time is up: answer with one last read.
-                let last = s.store.get_messages(
-                    &h.topic,
-                    h.queue_id,
-                    h.queue_offset,
-                    max_count,
-                    max_bytes,
-                    Some(&filter),
-                );
-                return Ok(found_response(s, req, &h, last));
+            if s.config().long_polling_enable {
+                let _ = tokio::time::timeout(deadline - now, notified).await;
+            } else {
+                tokio::time::sleep(deadline - now).await;
             }
+            continue;
         }
         return Ok(found_response(s, req, &h, result));
     }
