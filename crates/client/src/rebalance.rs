@@ -20,7 +20,10 @@ pub enum AllocateStrategy {
     /// Queue k to consumer k % c ("AVG_BY_CIRCLE").
     AveragelyByCircle,
     /// A hash ring of client ids with this many virtual nodes each ("CONSISTENT_HASH", 10).
-    ConsistentHash { virtual_nodes: usize },
+    ConsistentHash {
+        /// Ring positions per client id.
+        virtual_nodes: usize,
+    },
     /// A fixed list, whatever the group looks like ("CONFIG").
     Config(Vec<MessageQueue>),
 }
