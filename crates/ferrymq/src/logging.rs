@@ -1,11 +1,13 @@
-//! Structured logs on stderr, filtered by `RUST_LOG` (default `info`).
+//! Structured logs on stderr, filtered by `RUST_LOG` (default `info` for servers, `warn` for
+//! tools).
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `default` is the filter used when `RUST_LOG` is unset.
+pub fn init(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,6 +1,7 @@
 //! The `ferrymq` command line: parses arguments and wires the components together —
 //! `namesrv`, `broker`, `standalone` (both in one process) and the offline `store` tools.
 
+mod bench;
 mod logging;
 mod store_cmd;
 
@@ -56,6 +57,9 @@ enum Command {
     /// Offline tools for a store directory.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Producer/consumer benchmarks (RocketMQ's producer.sh / consumer.sh flags).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,7 +73,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    logging::init();
+    // Tools print their own output; servers log at info.
+    let quiet = matches!(cli.command, Command::Bench(_));
+    logging::init(if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
                 config,
                 namesrv_listen,
             } => run_standalone(config.as_deref(), namesrv_listen).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
             Command::Store(_) => Ok(()),
         }
     });
