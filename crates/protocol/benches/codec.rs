@@ -1,5 +1,8 @@
 //! Hot-path codec benchmarks: decoding a producer's SEND_MESSAGE_V2 frame (JSON and binary
-//! headers), reading its typed header, and encoding the send response.
+//! headers), reading its typed header, encoding the send response, and encoding / parsing a
+//! 1 KiB message record.
+//!
+//! Run: `cargo bench -p ferrymq-protocol --bench codec`.
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -71,9 +74,45 @@ fn encode(c: &mut Criterion) {
     });
 }
 
+/// Encoding a 1 KiB message record into a buffer (the append path) and parsing it back (the
+/// pull/consume path).
+fn record(c: &mut Criterion) {
+    use ferrymq_protocol::message::{MessageRecord, RecordView};
+    let body = vec![b'x'; 1024];
+    let props =
+        "UNIQ_KEY\u{1}7F0000010B2C18B4AAC2713D54F70000\u{2}TAGS\u{1}TagA\u{2}KEYS\u{1}order-1\u{2}";
+    let record = MessageRecord {
+        topic: "BenchmarkTopic",
+        queue_id: 3,
+        flag: 0,
+        queue_offset: 42,
+        physical_offset: 1 << 30,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "10.0.0.5:53422".parse().unwrap(),
+        store_timestamp: 1_700_000_000_001,
+        store_host: "10.0.0.1:10911".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body: &body,
+        body_crc: None,
+        properties: props,
+    };
+    let mut buf = vec![0u8; record.encoded_len().unwrap()];
+    let mut group = c.benchmark_group("record_1KiB");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode_with_crc", |b| {
+        b.iter(|| black_box(record.encode_into(black_box(&mut buf)).unwrap()))
+    });
+    group.bench_function("parse", |b| {
+        b.iter(|| black_box(RecordView::parse(black_box(&buf)).unwrap().queue_offset()))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(2));
-    targets = decode, encode
+    targets = decode, encode, record
 }
 criterion_main!(benches);
