@@ -21,25 +21,32 @@ use std::time::Duration;
 
 use ferrymq_protocol::body::{
     decode_consume_stats, decode_reset_offset_body, decode_topic_stats, from_java_json,
-    object_keys_to_pairs, ClusterInfo, ConsumerConnection, KvTable, TopicList, TopicRouteData,
+    object_keys_to_pairs, to_java_json, ClusterInfo, ConsumerConnection, KvTable,
+    ProducerConnection, TopicList, TopicRouteData,
 };
 use ferrymq_protocol::header::{
     ConsumeMessageDirectlyResultRequestHeader, ConsumerGroupHeader, CreateTopicRequestHeader,
-    DeleteTopicFromNamesrvRequestHeader, GetConsumeStatsRequestHeader,
-    GetConsumerRunningInfoRequestHeader, QueryMessageRequestHeader, ResetOffsetRequestHeader,
-    TopicHeader, ViewMessageRequestHeader,
+    DeleteSubscriptionGroupRequestHeader, DeleteTopicFromNamesrvRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerRunningInfoRequestHeader, GroupHeader,
+    ProducerGroupHeader, PutKvConfigRequestHeader, QueryMessageRequestHeader,
+    ResetOffsetRequestHeader, TopicHeader, ViewMessageRequestHeader,
 };
-use ferrymq_protocol::message::{perm, OffsetMsgId, RecordView};
-use ferrymq_protocol::{naming, RemotingCommand, RequestCode, ResponseCode};
+use ferrymq_protocol::message::{perm, pull_sys_flag, OffsetMsgId, RecordView};
+use ferrymq_protocol::{java_properties, naming, RemotingCommand, RequestCode, ResponseCode};
 
-pub use ferrymq_protocol::body::{OffsetWrapper, TopicOffset};
+pub use ferrymq_protocol::body::{OffsetWrapper, SubscriptionGroupConfig, TopicOffset};
 
 use crate::body_text;
 use crate::config::{client_option_setters, ClientOptions};
+use crate::consumer::requests::{self, PullArgs};
+use crate::consumer::{Expression, PullStatus};
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::message::{now_ms, MessageExt};
 use crate::MessageQueue;
+
+/// The consumer group mqadmin reads single messages with (`queryMsgByOffset`).
+pub const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
 
 /// A topic to create or update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +61,8 @@ pub struct TopicSpec {
     pub perm: i32,
     /// Whether the topic is ordered.
     pub order: bool,
+    /// Topic attributes as mqadmin writes them (`+message.type=FIFO,+k=v`), if any.
+    pub attributes: Option<String>,
 }
 
 impl TopicSpec {
@@ -65,6 +74,7 @@ impl TopicSpec {
             write_queue_nums: queues,
             perm: perm::READ | perm::WRITE,
             order: false,
+            attributes: None,
         }
     }
 }
@@ -177,7 +187,7 @@ impl Admin {
             topic_filter_type: Some("SINGLE_TAG".to_owned()),
             topic_sys_flag: Some(0),
             order: Some(spec.order),
-            attributes: None,
+            attributes: spec.attributes.clone().filter(|a| !a.is_empty()),
             force: None,
         };
         let req = RemotingCommand::request_with_header(RequestCode::UpdateAndCreateTopic, &header);
@@ -199,21 +209,49 @@ impl Admin {
     /// Deletes a topic from every master of `cluster`, then from every name server.
     pub async fn delete_topic(&self, topic: &str, cluster: &str) -> Result<()> {
         for addr in self.cluster_masters(cluster).await? {
-            let req = RemotingCommand::request_with_header(
-                RequestCode::DeleteTopicInBroker,
-                &TopicHeader {
-                    topic: topic.to_owned(),
-                },
-            );
-            self.instance.invoke_ok(&addr, req, self.timeout()).await?;
+            self.delete_topic_in_broker(&addr, topic).await?;
         }
+        self.delete_topic_in_namesrv(topic, Some(cluster)).await
+    }
+
+    /// Deletes a topic (its config, offsets and queues) from one broker.
+    pub async fn delete_topic_in_broker(&self, broker_addr: &str, topic: &str) -> Result<()> {
+        let req = RemotingCommand::request_with_header(
+            RequestCode::DeleteTopicInBroker,
+            &TopicHeader {
+                topic: topic.to_owned(),
+            },
+        );
+        self.instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a topic's route from every name server: only the queues of `cluster`'s brokers
+    /// when a cluster is given, else entirely.
+    pub async fn delete_topic_in_namesrv(&self, topic: &str, cluster: Option<&str>) -> Result<()> {
         let header = DeleteTopicFromNamesrvRequestHeader {
             topic: topic.to_owned(),
-            cluster_name: Some(cluster.to_owned()),
+            cluster_name: cluster.map(str::to_owned),
         };
         for addr in self.instance.namesrv_addrs().to_vec() {
             let req =
                 RemotingCommand::request_with_header(RequestCode::DeleteTopicInNamesrv, &header);
+            self.instance.invoke_ok(&addr, req, self.timeout()).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a KV config entry (e.g. namespace `ORDER_TOPIC_CONFIG`) on every name server.
+    pub async fn put_kv_config(&self, namespace: &str, key: &str, value: &str) -> Result<()> {
+        let header = PutKvConfigRequestHeader {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        for addr in self.instance.namesrv_addrs().to_vec() {
+            let req = RemotingCommand::request_with_header(RequestCode::PutKvConfig, &header);
             self.instance.invoke_ok(&addr, req, self.timeout()).await?;
         }
         Ok(())
@@ -504,5 +542,185 @@ impl Admin {
             all.extend(table);
         }
         Ok(all)
+    }
+    /// Creates or updates a subscription group (consumer group config) on one broker.
+    pub async fn create_subscription_group(
+        &self,
+        broker_addr: &str,
+        config: &SubscriptionGroupConfig,
+    ) -> Result<()> {
+        naming::validate_group(&config.group_name)
+            .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+        let body = to_java_json(config)
+            .map_err(|e| ClientError::InvalidArgument(format!("group config: {e}")))?;
+        let req =
+            RemotingCommand::request(RequestCode::UpdateAndCreateSubscriptiongroup).with_body(body);
+        self.instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await
+            .map(|_| ())
+    }
+
+    /// A subscription group's config on one broker.
+    pub async fn subscription_group(
+        &self,
+        broker_addr: &str,
+        group: &str,
+    ) -> Result<SubscriptionGroupConfig> {
+        let req = RemotingCommand::request_with_header(
+            RequestCode::GetSubscriptiongroupConfig,
+            &GroupHeader {
+                group: group.to_owned(),
+            },
+        );
+        let resp = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        from_java_json(&body_text(&resp))
+            .map_err(|e| ClientError::Malformed(format!("group config: {e}")))
+    }
+
+    /// Deletes a subscription group from one broker (and its committed offsets with
+    /// `clean_offset`).
+    pub async fn delete_subscription_group(
+        &self,
+        broker_addr: &str,
+        group: &str,
+        clean_offset: bool,
+    ) -> Result<()> {
+        let header = DeleteSubscriptionGroupRequestHeader {
+            group_name: group.to_owned(),
+            clean_offset: Some(clean_offset),
+        };
+        let req =
+            RemotingCommand::request_with_header(RequestCode::DeleteSubscriptiongroup, &header);
+        self.instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await
+            .map(|_| ())
+    }
+
+    /// The online members of a consumer group as one broker sees them.
+    pub async fn consumer_connections_on_broker(
+        &self,
+        broker_addr: &str,
+        group: &str,
+    ) -> Result<ConsumerConnection> {
+        let req = RemotingCommand::request_with_header(
+            RequestCode::GetConsumerConnectionList,
+            &ConsumerGroupHeader {
+                consumer_group: group.to_owned(),
+            },
+        );
+        let resp = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        from_java_json(&body_text(&resp))
+            .map_err(|e| ClientError::Malformed(format!("consumer connections: {e}")))
+    }
+
+    /// The online producers of `group`, as the masters serving `topic` see them (merged, one
+    /// entry per client id).
+    pub async fn producer_connections(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<ProducerConnection> {
+        let route = self.topic_route(topic).await?;
+        let mut merged = ProducerConnection::default();
+        let mut last = None;
+        for addr in Self::masters_of(&route) {
+            let req = RemotingCommand::request_with_header(
+                RequestCode::GetProducerConnectionList,
+                &ProducerGroupHeader {
+                    producer_group: group.to_owned(),
+                },
+            );
+            match self.instance.invoke_ok(&addr, req, self.timeout()).await {
+                Ok(resp) => {
+                    let pc: ProducerConnection =
+                        from_java_json(&body_text(&resp)).map_err(|e| {
+                            ClientError::Malformed(format!("producer connections: {e}"))
+                        })?;
+                    for c in pc.connection_set {
+                        if !merged
+                            .connection_set
+                            .iter()
+                            .any(|m| m.client_id == c.client_id)
+                        {
+                            merged.connection_set.push(c);
+                        }
+                    }
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(e) if merged.connection_set.is_empty() => Err(e),
+            _ => Ok(merged),
+        }
+    }
+
+    /// A broker's configuration (GET_BROKER_CONFIG), key → value.
+    pub async fn broker_config(&self, broker_addr: &str) -> Result<BTreeMap<String, String>> {
+        let req = RemotingCommand::request(RequestCode::GetBrokerConfig);
+        let resp = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        Ok(java_properties::parse(&body_text(&resp))
+            .into_iter()
+            .collect())
+    }
+
+    /// Changes runtime-changeable keys of a broker's configuration (UPDATE_BROKER_CONFIG). The
+    /// broker applies all pairs or none and refuses restart-only keys (INVALID_PARAMETER).
+    pub async fn update_broker_config(
+        &self,
+        broker_addr: &str,
+        pairs: &[(&str, &str)],
+    ) -> Result<()> {
+        let body = java_properties::render(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let req = RemotingCommand::request(RequestCode::UpdateBrokerConfig).with_body(body);
+        self.instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await
+            .map(|_| ())
+    }
+
+    /// The message stored at `offset` of `queue`, read with one pull as the tools consumer
+    /// group (`TOOLS_CONSUMER`) without committing anything; `None` if the queue has none
+    /// there. A queue the broker does not have is an error.
+    pub async fn message_at(
+        &self,
+        queue: &MessageQueue,
+        offset: i64,
+    ) -> Result<Option<MessageExt>> {
+        let sub = Expression::All.subscription_data(&queue.topic);
+        let result = requests::pull(
+            &self.instance,
+            PullArgs {
+                group: TOOLS_CONSUMER_GROUP,
+                queue,
+                subscription: &sub,
+                offset,
+                max_nums: 1,
+                sys_flag: pull_sys_flag::build(false, false, true, false, false),
+                commit_offset: 0,
+                suspend: Duration::ZERO,
+                timeout: self.timeout(),
+                broker_id: 0,
+            },
+        )
+        .await?;
+        Ok(match result.status {
+            PullStatus::Found => result
+                .messages
+                .into_iter()
+                .find(|m| m.queue_offset == offset),
+            _ => None,
+        })
     }
 }

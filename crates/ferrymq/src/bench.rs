@@ -141,6 +141,8 @@ fn now_ms() -> i64 {
 /// Counters the live line reads.
 #[derive(Default)]
 struct Counters {
+    /// Messages handed to a send so far, so `-q` stops exactly at the quantity.
+    issued: AtomicU64,
     ok: AtomicU64,
     failed: AtomicU64,
     bytes: AtomicU64,
@@ -331,6 +333,11 @@ async fn produce_loop(
             }
             None => Instant::now(),
         };
+        if args.quantity > 0
+            && counters.issued.fetch_add(per_request, Ordering::Relaxed) >= args.quantity
+        {
+            break;
+        }
         let n = k * args.threads as u64 + worker as u64;
         k += 1;
         if let Some((size, prop)) = batch {

@@ -1,6 +1,7 @@
 //! The `ferrymq` command line: parses arguments and wires the components together —
 //! `namesrv`, `broker`, `standalone` (both in one process) and the offline `store` tools.
 
+mod admin;
 mod bench;
 mod logging;
 mod store_cmd;
@@ -54,6 +55,8 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:9876")]
         namesrv_listen: SocketAddr,
     },
+    /// Administer topics, groups, brokers and messages (mqadmin's commands and flags).
+    Admin(admin::AdminCommand),
     /// Offline tools for a store directory.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -63,7 +66,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return admin::parse_error(e),
+    };
+    if let Command::Admin(cmd) = cli.command {
+        return admin::run(cmd);
+    }
     if let Command::Store(cmd) = cli.command {
         return match store_cmd::run(cmd) {
             Ok(code) => code,
@@ -98,7 +107,7 @@ fn main() -> ExitCode {
                 namesrv_listen,
             } => run_standalone(config.as_deref(), namesrv_listen).await,
             Command::Bench(cmd) => bench::run(cmd).await,
-            Command::Store(_) => Ok(()),
+            Command::Store(_) | Command::Admin(_) => Ok(()),
         }
     });
     match result {
