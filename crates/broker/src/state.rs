@@ -12,7 +12,7 @@ use ferrymq_protocol::command_header;
 use ferrymq_protocol::message::flag::perm;
 use ferrymq_protocol::message::msg_id::UniqKeyGenerator;
 use ferrymq_protocol::message::RecordView;
-use ferrymq_protocol::{RemotingCommand, RequestCode};
+use ferrymq_protocol::{LanguageCode, RemotingCommand, RequestCode};
 use ferrymq_store::config_file::{ConfigFile, DelayOffsetTable};
 use ferrymq_store::{MessageInner, MessageStore};
 use tokio::sync::Notify;
@@ -144,7 +144,8 @@ impl BrokerState {
             let cmd = RemotingCommand::request_with_header(
                 RequestCode::NotifyConsumerIdsChanged,
                 &header,
-            );
+            )
+            .with_language(LanguageCode::Java);
             tokio::spawn(async move {
                 let _ = conn.invoke_oneway(cmd).await;
             });

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ferrymq_protocol::header::CheckTransactionStateRequestHeader;
 use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::{MessageRecord, RecordView};
-use ferrymq_protocol::{naming, RemotingCommand, RequestCode};
+use ferrymq_protocol::{naming, LanguageCode, RemotingCommand, RequestCode};
 use ferrymq_store::{GetMessageStatus, MessageInner};
 use tokio_util::sync::CancellationToken;
 
@@ -128,7 +128,8 @@ fn send_check(s: &BrokerState, copy: &Bytes) {
         broker_name: Some(s.config().broker_name.clone()),
     };
     let cmd = RemotingCommand::request_with_header(RequestCode::CheckTransactionState, &header)
-        .with_body(body);
+        .with_body(body)
+        .with_language(LanguageCode::Java);
     tokio::spawn(async move {
         let _ = conn.invoke_oneway(cmd).await;
     });

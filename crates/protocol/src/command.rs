@@ -291,10 +291,21 @@ impl RemotingCommand {
     }
 
     /// A response to `request`: same opaque and serialize type, response flag set.
+    ///
+    /// Responses declare the language `JAVA`: nothing reads it, but Java clients older than
+    /// 4.9.4 do not know the code `RUST` and some of their parsers stumble on unknown enum names.
     pub fn response_to(request: &RemotingCommand, code: ResponseCode) -> Self {
         let mut cmd = Self::blank(code.value(), FLAG_RESPONSE);
         cmd.opaque = request.opaque;
+        cmd.language = LanguageCode::Java;
         cmd
+    }
+
+    /// Sets the declared language (servers calling clients back declare `JAVA`, see
+    /// [`RemotingCommand::response_to`]).
+    pub fn with_language(mut self, language: LanguageCode) -> Self {
+        self.language = language;
+        self
     }
 
     /// A response with a remark, the usual shape of an error.

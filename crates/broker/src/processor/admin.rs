@@ -18,7 +18,9 @@ use ferrymq_protocol::header::{
     ResetOffsetRequestHeader, TopicHeader, ViewMessageRequestHeader,
 };
 use ferrymq_protocol::message::flag::perm;
-use ferrymq_protocol::{code::version, naming, RemotingCommand, RequestCode, ResponseCode};
+use ferrymq_protocol::{
+    code::version, naming, LanguageCode, RemotingCommand, RequestCode, ResponseCode,
+};
 
 use super::{err, header, json_body, json_reply, ok, Reply};
 use crate::state::BrokerState;
@@ -534,7 +536,8 @@ pub(super) fn reset_offset(s: &BrokerState, req: &RemotingCommand) -> Reply {
                 RequestCode::ResetConsumerClientOffset,
                 &client_header,
             )
-            .with_body(body.clone());
+            .with_body(body.clone())
+            .with_language(LanguageCode::Java);
             tokio::spawn(async move {
                 let _ = channel.connection.invoke_oneway(cmd).await;
             });
@@ -564,7 +567,8 @@ async fn call_consumer(
             format!("The Consumer <{group}> <{client_id}> not online"),
         ));
     };
-    let mut forward = RemotingCommand::request(req.request_code());
+    let mut forward =
+        RemotingCommand::request(req.request_code()).with_language(LanguageCode::Java);
     forward.ext_fields = req.ext_fields.clone();
     forward.body = req.body.clone();
     match channel
