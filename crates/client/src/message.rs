@@ -5,17 +5,23 @@
 //! never spell RocketMQ's property names. A `MessageExt` is a message decoded from a commit-log
 //! record (pull, query, view-by-id, transaction check) together with where and when it was
 //! stored. Bodies compressed by a producer are inflated on decoding.
+//!
+//! Received messages are cheap to build because a consumer decodes hundreds of thousands a
+//! second: the body is a slice of the pull response (no copy), the topic is shared by the
+//! messages of one response, and the properties stay in their wire form until something asks
+//! for the whole map or changes one (single lookups such as `tags()` scan the wire text).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use ferrymq_protocol::body::MessageQueue;
 use ferrymq_protocol::message::properties::{self, keys};
-use ferrymq_protocol::message::{sys_flag, RecordIter, RecordView};
+use ferrymq_protocol::message::{msg_id, sys_flag, RecordIter, RecordView};
 
 use crate::error::{ClientError, Result};
 
@@ -37,12 +43,145 @@ pub(crate) fn now_ms() -> i64 {
 ///     .with_property("region", "eu");
 /// assert_eq!(msg.tags(), Some("Paid"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Message {
-    topic: String,
+    topic: Topic,
     body: Bytes,
     flag: i32,
-    properties: BTreeMap<String, String>,
+    properties: Properties,
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.topic() == other.topic()
+            && self.body == other.body
+            && self.flag == other.flag
+            && self.properties() == other.properties()
+    }
+}
+
+impl Eq for Message {}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic())
+            .field("body", &self.body)
+            .field("flag", &self.flag)
+            .field("properties", self.properties())
+            .finish()
+    }
+}
+
+/// A topic name: owned for messages the application builds, shared by all the messages decoded
+/// from one pull response (they nearly always have the same topic, and one allocation per
+/// message for it showed up in consumer profiles).
+#[derive(Clone)]
+enum Topic {
+    Owned(String),
+    Shared(Arc<str>),
+}
+
+impl Topic {
+    fn as_str(&self) -> &str {
+        match self {
+            Topic::Owned(s) => s,
+            Topic::Shared(s) => s,
+        }
+    }
+}
+
+/// Message properties.
+///
+/// Applications' messages hold a map. Received messages keep the wire text (`name U+0001 value
+/// U+0002…`) borrowed from the pull response and build the map only when it is asked for
+/// (`properties()`) or changed; until then single lookups scan the text, which is short. The
+/// map built for `properties()` is cached so it is built at most once.
+#[derive(Clone, Default)]
+struct Properties {
+    /// The authoritative map: always for built messages, and for received ones once changed.
+    owned: Option<BTreeMap<String, String>>,
+    /// Received messages (while `owned` is `None`): the record's properties text…
+    wire: Bytes,
+    /// …and properties the client adds to every message of a pull (MIN_OFFSET/MAX_OFFSET),
+    /// shared by the whole batch. Pairs here win over the record's, like a later `put`.
+    wire_extra: Bytes,
+    /// `wire` + `wire_extra` parsed, built on first use of the whole map.
+    parsed: OnceLock<BTreeMap<String, String>>,
+}
+
+impl Properties {
+    fn from_map(map: BTreeMap<String, String>) -> Properties {
+        Properties {
+            owned: Some(map),
+            ..Properties::default()
+        }
+    }
+
+    /// Wire text that the caller has checked to be UTF-8 (record properties are checked when
+    /// the record is parsed).
+    fn from_wire(wire: Bytes) -> Properties {
+        Properties {
+            wire,
+            ..Properties::default()
+        }
+    }
+
+    fn wire_str(bytes: &Bytes) -> &str {
+        // Checked when the message was decoded; an empty string is the panic-free fallback.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    fn parse_wire(&self) -> BTreeMap<String, String> {
+        properties::iter(Self::wire_str(&self.wire))
+            .chain(properties::iter(Self::wire_str(&self.wire_extra)))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        if let Some(map) = &self.owned {
+            return map.get(name).map(String::as_str);
+        }
+        if let Some(map) = self.parsed.get() {
+            return map.get(name).map(String::as_str);
+        }
+        properties::get(Self::wire_str(&self.wire_extra), name)
+            .or_else(|| properties::get(Self::wire_str(&self.wire), name))
+    }
+
+    fn map(&self) -> &BTreeMap<String, String> {
+        match &self.owned {
+            Some(map) => map,
+            None => self.parsed.get_or_init(|| self.parse_wire()),
+        }
+    }
+
+    fn map_mut(&mut self) -> &mut BTreeMap<String, String> {
+        if self.owned.is_none() {
+            let map = self.parsed.take().unwrap_or_else(|| self.parse_wire());
+            // The response buffer need not be kept alive for the text any more.
+            self.wire = Bytes::new();
+            self.wire_extra = Bytes::new();
+            self.owned = Some(map);
+        }
+        self.owned.get_or_insert_with(BTreeMap::new)
+    }
+
+    /// Sets the pull-added pairs of a received message without building its map.
+    fn set_extra(&mut self, extra: &Bytes, pairs: [(&str, &str); 2]) {
+        match &mut self.owned {
+            Some(map) => {
+                for (k, v) in pairs {
+                    map.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            None => {
+                self.wire_extra = extra.clone();
+                self.parsed = OnceLock::new();
+            }
+        }
+    }
 }
 
 impl Message {
@@ -51,10 +190,10 @@ impl Message {
         let mut properties = BTreeMap::new();
         properties.insert(keys::WAIT_STORE_MSG_OK.to_owned(), "true".to_owned());
         Message {
-            topic: topic.into(),
+            topic: Topic::Owned(topic.into()),
             body: body.into(),
             flag: 0,
-            properties,
+            properties: Properties::from_map(properties),
         }
     }
 
@@ -124,18 +263,20 @@ impl Message {
     pub fn set_property(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let (name, value) = (name.into(), value.into());
         if !name.is_empty() && !value.is_empty() {
-            self.properties.insert(name, value);
+            self.properties.map_mut().insert(name, value);
         }
     }
 
     /// Removes a property, returning its value.
     pub fn remove_property(&mut self, name: &str) -> Option<String> {
-        self.properties.remove(name)
+        // Nothing to remove: keep a received message's properties in wire form.
+        self.properties.get(name)?;
+        self.properties.map_mut().remove(name)
     }
 
     /// Changes the topic.
     pub fn set_topic(&mut self, topic: impl Into<String>) {
-        self.topic = topic.into();
+        self.topic = Topic::Owned(topic.into());
     }
 
     /// Replaces the body.
@@ -145,7 +286,7 @@ impl Message {
 
     /// The topic.
     pub fn topic(&self) -> &str {
-        &self.topic
+        self.topic.as_str()
     }
 
     /// The body.
@@ -160,12 +301,12 @@ impl Message {
 
     /// All properties.
     pub fn properties(&self) -> &BTreeMap<String, String> {
-        &self.properties
+        self.properties.map()
     }
 
     /// One property.
     pub fn property(&self, name: &str) -> Option<&str> {
-        self.properties.get(name).map(String::as_str)
+        self.properties.get(name)
     }
 
     /// The tag.
@@ -204,6 +345,7 @@ impl Message {
     pub(crate) fn encode_properties(&self) -> String {
         properties::encode(
             self.properties
+                .map()
                 .iter()
                 .filter(|(k, _)| !k.starts_with(keys::TRANSIENT_PREFIX))
                 .map(|(k, v)| (k.as_str(), v.as_str())),
@@ -267,14 +409,31 @@ impl MessageExt {
     /// The queue the message was read from.
     pub fn queue(&self) -> MessageQueue {
         MessageQueue {
-            topic: self.message.topic.clone(),
+            topic: self.message.topic().to_owned(),
             broker_name: self.broker_name.clone(),
             queue_id: self.queue_id,
         }
     }
 
-    /// Decodes one commit-log record (inflating a compressed body).
+    /// Decodes one commit-log record (inflating a compressed body). The body and properties
+    /// are copied out of `view`; decoding a whole response with [`MessageExt::decode_bytes`]
+    /// shares its buffer instead.
     pub fn decode(view: &RecordView<'_>, broker_name: &str) -> Result<MessageExt> {
+        let record = Bytes::copy_from_slice(view.as_bytes());
+        let view = RecordView::parse(&record)
+            .map_err(|e| ClientError::Malformed(format!("record: {e}")))?;
+        let topic = Topic::Owned(view.topic().to_owned());
+        MessageExt::decode_shared(&view, &record, topic, broker_name)
+    }
+
+    /// Decodes a record whose bytes are part of `buf` (so the body and properties can be
+    /// slices of it).
+    fn decode_shared(
+        view: &RecordView<'_>,
+        buf: &Bytes,
+        topic: Topic,
+        broker_name: &str,
+    ) -> Result<MessageExt> {
         let mut sys = view.sys_flag();
         let raw = view.body();
         let body = if sys & sys_flag::COMPRESSED != 0 {
@@ -284,17 +443,23 @@ impl MessageExt {
                     Bytes::from(inflate(raw)?)
                 }
                 // LZ4/ZSTD bodies are handed over as stored; the flag tells the caller.
-                _ => Bytes::copy_from_slice(raw),
+                _ => buf.slice_ref(raw),
             }
         } else {
-            Bytes::copy_from_slice(raw)
+            buf.slice_ref(raw)
         };
-        let properties = properties::iter(view.properties())
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        // `RecordView::parse` checked that the properties are UTF-8.
+        let props = view.properties();
+        let properties = if props.is_empty() {
+            Properties::default()
+        } else {
+            Properties::from_wire(buf.slice_ref(props.as_bytes()))
+        };
+        let store_host = view.store_host();
+        let physical_offset = view.physical_offset();
         Ok(MessageExt {
             message: Message {
-                topic: view.topic().to_owned(),
+                topic,
                 body,
                 flag: view.flag(),
                 properties,
@@ -302,29 +467,43 @@ impl MessageExt {
             broker_name: broker_name.to_owned(),
             queue_id: view.queue_id(),
             queue_offset: view.queue_offset(),
-            commit_log_offset: view.physical_offset(),
+            commit_log_offset: physical_offset,
             sys_flag: sys,
             born_timestamp: view.born_timestamp(),
             born_host: view.born_host(),
             store_timestamp: view.store_timestamp(),
-            store_host: view.store_host(),
+            store_host,
             reconsume_times: view.reconsume_times(),
             prepared_transaction_offset: view.prepared_transaction_offset(),
             body_crc: view.body_crc(),
-            offset_msg_id: view.offset_msg_id(),
+            offset_msg_id: msg_id::offset_msg_id(&store_host, physical_offset),
         })
     }
 
     /// Decodes every record of a pull/query body. A malformed record ends the list (as the Java
     /// client silently stops) after the records before it.
     pub fn decode_all(body: &[u8], broker_name: &str) -> Vec<MessageExt> {
+        MessageExt::decode_bytes(&Bytes::copy_from_slice(body), broker_name)
+    }
+
+    /// [`MessageExt::decode_all`] without copying: the messages' bodies and properties are
+    /// slices of `body`, which stays allocated while any of them lives.
+    pub fn decode_bytes(body: &Bytes, broker_name: &str) -> Vec<MessageExt> {
         let mut out = Vec::new();
+        let mut topic: Option<Arc<str>> = None;
         for view in RecordIter::new(body) {
             match view {
-                Ok(view) => match MessageExt::decode(&view, broker_name) {
-                    Ok(m) => out.push(m),
-                    Err(e) => tracing::warn!(error = %e, "skipping an undecodable message"),
-                },
+                Ok(view) => {
+                    let shared = match &topic {
+                        Some(t) if **t == *view.topic() => t.clone(),
+                        _ => topic.insert(Arc::from(view.topic())).clone(),
+                    };
+                    match MessageExt::decode_shared(&view, body, Topic::Shared(shared), broker_name)
+                    {
+                        Ok(m) => out.push(m),
+                        Err(e) => tracing::warn!(error = %e, "skipping an undecodable message"),
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "malformed record in a message body");
                     break;
@@ -332,6 +511,14 @@ impl MessageExt {
             }
         }
         out
+    }
+
+    /// Adds the MIN_OFFSET/MAX_OFFSET pairs a pull gives every message. `extra` is their wire
+    /// form, built once per pull and shared by its messages.
+    pub(crate) fn set_pull_offsets(&mut self, extra: &Bytes, min: &str, max: &str) {
+        self.message
+            .properties
+            .set_extra(extra, [(keys::MIN_OFFSET, min), (keys::MAX_OFFSET, max)]);
     }
 }
 
@@ -380,6 +567,93 @@ mod tests {
             .with_property("__RMQ.TRANSIENT.X", "1")
             .encode_properties();
         assert!(!t.contains("TRANSIENT"));
+    }
+
+    fn record(props: &str, body: &[u8], offset: i64) -> Vec<u8> {
+        MessageRecord {
+            topic: "T",
+            queue_id: 1,
+            flag: 3,
+            queue_offset: offset,
+            physical_offset: 100 + offset,
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: "1.2.3.4:5".parse().unwrap(),
+            store_timestamp: 2,
+            store_host: "10.0.0.1:10911".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body,
+            body_crc: None,
+            properties: props,
+        }
+        .to_vec()
+        .unwrap()
+    }
+
+    #[test]
+    fn received_messages_share_the_response_and_read_wire_properties() {
+        // UNIQ_KEY twice: the later pair wins, as in Java's map.
+        let props = properties::encode([("TAGS", "A"), ("UNIQ_KEY", "U0"), ("UNIQ_KEY", "U1")]);
+        let mut buf = record(&props, b"hello", 7);
+        buf.extend_from_slice(&record("", b"world", 8));
+        let buf = Bytes::from(buf);
+        let mut msgs = MessageExt::decode_bytes(&buf, "b");
+        assert_eq!(msgs.len(), 2);
+        let range = buf.as_ptr_range();
+        assert!(range.contains(&msgs[0].body().as_ptr()), "body not copied");
+        assert_eq!(&msgs[0].body()[..], b"hello");
+        assert_eq!(msgs[0].tags(), Some("A"));
+        assert_eq!(msgs[0].msg_id(), "U1");
+        assert_eq!(msgs[0].flag(), 3);
+        assert_eq!(msgs[1].property("TAGS"), None);
+        assert_eq!(msgs[1].msg_id(), msgs[1].offset_msg_id);
+        assert_eq!(msgs[1].offset_msg_id, "0A00000100002A9F000000000000006C");
+
+        let extra = Bytes::from(properties::encode([
+            ("MIN_OFFSET", "0"),
+            ("MAX_OFFSET", "9"),
+        ]));
+        for m in &mut msgs {
+            m.set_pull_offsets(&extra, "0", "9");
+        }
+        let m = &msgs[0];
+        assert_eq!(m.property("MAX_OFFSET"), Some("9"));
+        let expected: BTreeMap<String, String> = [
+            ("MAX_OFFSET", "9"),
+            ("MIN_OFFSET", "0"),
+            ("TAGS", "A"),
+            ("UNIQ_KEY", "U1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(m.properties(), &expected);
+        assert_eq!(msgs[1].properties().len(), 2);
+
+        // Changing a property turns the wire form into a map that keeps everything else.
+        let mut changed = m.clone();
+        assert_eq!(&changed, m);
+        changed.set_property("TAGS", "B");
+        assert_eq!(changed.tags(), Some("B"));
+        assert_eq!(changed.uniq_key(), Some("U1"));
+        assert_eq!(changed.remove_property("MIN_OFFSET").as_deref(), Some("0"));
+        assert_eq!(changed.remove_property("nope"), None);
+        assert_eq!(changed.properties().len(), 3);
+        assert_ne!(&changed, m);
+        assert_eq!(m.tags(), Some("A"), "the original is untouched");
+        assert!(format!("{m:?}").contains("UNIQ_KEY"));
+
+        // Re-encoding for a send sees the effective properties.
+        let wire = changed.encode_properties();
+        assert_eq!(properties::get(&wire, "TAGS"), Some("B"));
+        assert_eq!(properties::get(&wire, "MIN_OFFSET"), None);
+
+        // `decode` of one view copies, with the same result.
+        let view = RecordView::parse(&buf).unwrap();
+        let single = MessageExt::decode(&view, "b").unwrap();
+        assert_eq!(single.message, MessageExt::decode_all(&buf, "b")[0].message);
+        assert!(!range.contains(&single.body().as_ptr()));
     }
 
     #[test]

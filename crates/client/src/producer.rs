@@ -38,7 +38,7 @@ use ferrymq_protocol::body::MessageQueue;
 use ferrymq_protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
 use ferrymq_protocol::message::batch::{self, BatchElement};
 use ferrymq_protocol::message::{java_string_hash, keys, sys_flag};
-use ferrymq_protocol::{naming, RemotingCommand, RequestCode, ResponseCode};
+use ferrymq_protocol::{naming, ExtFields, RemotingCommand, RequestCode, ResponseCode};
 
 use crate::config::{client_option_setters, ClientOptions};
 use crate::error::{ClientError, Result};
@@ -564,8 +564,8 @@ impl Producer {
     async fn send_default(&self, msg: Prepared, mode: Mode) -> Result<Option<SendResult>> {
         let settings = &self.inner.settings;
         let started = Instant::now();
-        let topic = msg.message.topic().to_owned();
-        let mut info = self.inner.instance.publish_info(&topic).await?;
+        let topic = msg.message.topic();
+        let mut info = self.inner.instance.publish_info(topic).await?;
         let attempts = match mode {
             Mode::Sync => 1 + settings.retry_times,
             Mode::Async => 1 + settings.retry_times_async,
@@ -581,7 +581,6 @@ impl Producer {
                 break;
             }
             let queue = self.select_queue(&info, last_broker.as_deref());
-            last_broker = Some(queue.broker_name.clone());
             let begin = Instant::now();
             match self.send_kernel(&queue, &msg, mode, remaining).await {
                 Ok(Some(result)) => {
@@ -595,6 +594,7 @@ impl Producer {
                         return Ok(Some(result));
                     }
                     last_error = None;
+                    last_broker = Some(queue.broker_name);
                 }
                 Ok(None) => return Ok(None),
                 Err(e) => {
@@ -606,8 +606,9 @@ impl Producer {
                     }
                     debug!(%topic, attempt, error = %e, "send failed, retrying");
                     last_error = Some(e);
-                    if let Ok(Some(_)) = self.inner.instance.update_route(&topic).await {
-                        if let Ok(fresh) = self.inner.instance.publish_info(&topic).await {
+                    last_broker = Some(queue.broker_name);
+                    if let Ok(Some(_)) = self.inner.instance.update_route(topic).await {
+                        if let Ok(fresh) = self.inner.instance.publish_info(topic).await {
                             info = fresh;
                         }
                     }
@@ -689,6 +690,13 @@ impl Producer {
             RequestCode::SendMessageV2
         };
         let mut req = RemotingCommand::request(code).with_body(msg.body.clone());
+        // Sized for the 14 fields up front rather than grown by doubling on every send.
+        let text = header.properties.as_ref().map_or(0, String::len)
+            + header.topic.len()
+            + header.producer_group.len()
+            + header.broker_name.as_ref().map_or(0, String::len)
+            + 96;
+        req.ext_fields = ExtFields::with_capacity(14, text);
         header.write_v2(&mut req.ext_fields);
         if mode == Mode::Oneway {
             instance.invoke_oneway(&addr, req).await?;

@@ -1,6 +1,6 @@
 //! Push consumers against an in-process NameServer and broker: clustering groups sharing a
-//! topic, tag filters, broadcasting, orderly consumption, redelivery through the retry topic and
-//! rebalancing as members join and leave.
+//! topic, tag filters, broadcasting, orderly consumption, redelivery through the retry topic,
+//! rebalancing as members join and leave, and pulled batches split into listener calls.
 
 mod common;
 
@@ -666,5 +666,53 @@ async fn producer_and_consumer_share_one_instance() {
     );
     instance.shutdown().await;
     assert!(instance.is_shutdown());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_listener_calls_cover_every_message_and_commit_the_end() {
+    let cluster = Cluster::start(1).await;
+    let topic = unique("BatchT");
+    cluster.create_topic(&topic, 1).await;
+    let p = producer(&cluster).await;
+    // Sent before the consumer starts, so pulls return full batches that are split into
+    // listener calls of 7 (the last one shorter).
+    for m in messages(&topic, "A", "b", 100) {
+        p.send(m).await.unwrap();
+    }
+    let seen = Seen::default();
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let (s, z) = (seen.clone(), sizes.clone());
+    let c = PushConsumer::builder(unique("cg"))
+        .options(cluster.options())
+        .subscribe(&topic, "*")
+        .consume_from(ConsumeFrom::FirstOffset)
+        .consume_batch_size(7)
+        .consume_threads(3)
+        .start(move |msgs: &[MessageExt]| {
+            z.lock().unwrap().push(msgs.len());
+            s.record(msgs);
+            ConsumeResult::Success
+        })
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "all 100 consumed", || async {
+        seen.len() >= 100
+    })
+    .await;
+    assert_eq!(seen.bodies(), expected("b", 100));
+    assert_eq!(seen.len(), 100, "each message once");
+    assert!(sizes.lock().unwrap().iter().all(|n| (1..=7).contains(n)));
+    let queue = c
+        .assigned_queues()
+        .into_iter()
+        .find(|q| q.topic == topic)
+        .unwrap();
+    eventually(Duration::from_secs(10), "offset at the end", || async {
+        c.committable_offset(&queue) == Some(100)
+    })
+    .await;
+    c.shutdown().await;
+    p.shutdown().await;
     cluster.shutdown().await;
 }

@@ -1,5 +1,7 @@
 //! The dialling side: one connection per remote address, created on first use and re-created
-//! after it closes, so callers only name addresses.
+//! after it closes, so callers only name addresses. Callers that find no connection at the same
+//! time wait for one dial instead of each opening a socket (a producer's senders all start at
+//! once; dozens of racing connects, all but one closed again, used to stall its first sends).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,10 +45,46 @@ impl RequestHandler for NoRequests {
     }
 }
 
+/// Serialises the dials of one address; holds why the last one failed.
+type DialGate = tokio::sync::Mutex<Option<DialFailure>>;
+
+/// A failed dial, kept to fail the callers that waited for it the same way.
+enum DialFailure {
+    InvalidAddress,
+    Connect(std::io::ErrorKind, String),
+    Other(String),
+}
+
+impl DialFailure {
+    fn of(e: &TransportError) -> DialFailure {
+        match e {
+            TransportError::InvalidAddress(_) => DialFailure::InvalidAddress,
+            TransportError::Connect { source, .. } => {
+                DialFailure::Connect(source.kind(), source.to_string())
+            }
+            other => DialFailure::Other(other.to_string()),
+        }
+    }
+
+    fn error(&self, addr: &str) -> TransportError {
+        let source = match self {
+            DialFailure::InvalidAddress => return TransportError::InvalidAddress(addr.to_owned()),
+            DialFailure::Connect(kind, message) => std::io::Error::new(*kind, message.clone()),
+            DialFailure::Other(message) => std::io::Error::other(message.clone()),
+        };
+        TransportError::Connect {
+            addr: addr.to_owned(),
+            source,
+        }
+    }
+}
+
 struct Inner {
     config: ClientConfig,
     handler: Arc<dyn ErasedHandler>,
     connections: Mutex<HashMap<String, Connection>>,
+    /// One dial at a time per address (entries live only while a dial is wanted).
+    dialling: Mutex<HashMap<String, Arc<DialGate>>>,
     /// Stops every connection when the client shuts down.
     stop: CancellationToken,
 }
@@ -71,6 +109,7 @@ impl RemotingClient {
                 config,
                 handler,
                 connections: Mutex::new(HashMap::new()),
+                dialling: Mutex::new(HashMap::new()),
                 stop: CancellationToken::new(),
             }),
         }
@@ -81,6 +120,32 @@ impl RemotingClient {
         if let Some(conn) = self.cached(addr) {
             return Ok(conn);
         }
+        let gate = self.dialling().entry(addr.to_owned()).or_default().clone();
+        let result = {
+            let mut failed = gate.lock().await;
+            // Whoever held the gate before may have connected already, or failed: then the
+            // callers that waited for that dial fail with it instead of dialling one by one.
+            match (self.cached(addr), failed.as_ref()) {
+                (Some(conn), _) => Ok(conn),
+                (None, Some(f)) => Err(f.error(addr)),
+                (None, None) => {
+                    let r = self.dial(addr).await;
+                    if let Err(e) = &r {
+                        *failed = Some(DialFailure::of(e));
+                    }
+                    r
+                }
+            }
+        };
+        let mut dialling = self.dialling();
+        // Only the map and this caller hold the gate: nobody else waits, forget it.
+        if Arc::strong_count(&gate) == 2 {
+            dialling.remove(addr);
+        }
+        result
+    }
+
+    async fn dial(&self, addr: &str) -> Result<Connection, TransportError> {
         let socket_addr: SocketAddr = tokio::net::lookup_host(addr)
             .await
             .ok()
@@ -138,6 +203,13 @@ impl RemotingClient {
     fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
         self.inner
             .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn dialling(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<DialGate>>> {
+        self.inner
+            .dialling
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -249,6 +249,38 @@ async fn timeouts_and_reconnects() {
 }
 
 #[tokio::test]
+async fn callers_racing_for_a_connection_share_one_dial() {
+    let (server, h, addr) = start(ConnectionConfig::default()).await;
+    let client = RemotingClient::new(ClientConfig::default());
+    let dials = (0..32).map(|_| {
+        let client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move { client.connection(&addr).await.unwrap().id() })
+    });
+    let mut ids = Vec::new();
+    for d in dials {
+        ids.push(d.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one connection for all callers");
+    // No extra socket was opened and closed again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.closed.load(Ordering::SeqCst), 0);
+
+    // Callers waiting behind a failed dial fail with it.
+    let failed = (0..8).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.connection("127.0.0.1:1").await.map(|c| c.id()) })
+    });
+    for f in failed {
+        let err = f.await.unwrap().unwrap_err();
+        assert!(matches!(err, TransportError::Connect { .. }), "{err}");
+    }
+    client.shutdown();
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed() {
     let config = ConnectionConfig {
         idle_timeout: Some(Duration::from_millis(200)),

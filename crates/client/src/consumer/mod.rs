@@ -11,6 +11,7 @@ pub mod push;
 pub(crate) mod requests;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferrymq_protocol::body::{ConsumeFromWhere, MessageQueue, SubscriptionData};
@@ -171,13 +172,14 @@ pub enum ConsumeResult {
 /// Per-batch information and knobs for a listener.
 #[derive(Debug, Clone)]
 pub struct ConsumeContext {
-    queue: MessageQueue,
+    /// Shared with the queue's state: a context is made for every listener call.
+    queue: Arc<MessageQueue>,
     delay_level: i32,
     suspend: Duration,
 }
 
 impl ConsumeContext {
-    pub(crate) fn new(queue: MessageQueue, suspend: Duration) -> ConsumeContext {
+    pub(crate) fn new(queue: Arc<MessageQueue>, suspend: Duration) -> ConsumeContext {
         ConsumeContext {
             queue,
             delay_level: 0,

@@ -1,6 +1,7 @@
 //! The client-side state of one assigned queue: messages pulled but not yet consumed (for flow
-//! control and offset computation), the orderly lock state, and the "dropped" mark that stops
-//! every task working on a queue the consumer no longer owns.
+//! control and offset computation; orderly queues keep the messages, concurrent ones only their
+//! offsets and sizes while the messages travel to the consume pool), the orderly lock state, and
+//! the "dropped" mark that stops every task working on a queue the consumer no longer owns.
 //!
 //! The committable offset of a queue is the smallest offset still cached (anything before it is
 //! consumed), or one past the largest offset ever cached when nothing is left — Java's
@@ -8,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -19,7 +21,11 @@ use crate::message::MessageExt;
 
 #[derive(Default)]
 struct Cached {
-    /// Pulled, waiting for consumption (concurrent: also in flight).
+    /// Concurrent: offset → body size of every message pulled and not yet consumed (the
+    /// messages themselves travel to the consume pool; this is the bookkeeping for flow
+    /// control and the committable offset, so nothing is cloned per message).
+    pending: BTreeMap<i64, usize>,
+    /// Orderly: pulled messages waiting to be taken.
     msgs: BTreeMap<i64, MessageExt>,
     /// Orderly: taken by the running consume task, not yet committed.
     taken: BTreeMap<i64, MessageExt>,
@@ -28,9 +34,18 @@ struct Cached {
     max_offset: i64,
 }
 
+impl Cached {
+    fn contains(&self, offset: i64) -> bool {
+        self.pending.contains_key(&offset)
+            || self.msgs.contains_key(&offset)
+            || self.taken.contains_key(&offset)
+    }
+}
+
 /// One assigned queue.
 pub(crate) struct ProcessQueue {
-    pub(crate) queue: MessageQueue,
+    /// Shared so each listener call's context gets it without copying its strings.
+    pub(crate) queue: Arc<MessageQueue>,
     cached: Mutex<Cached>,
     dropped: AtomicBool,
     /// Orderly: the broker lock is held (as of the last lock call).
@@ -50,7 +65,7 @@ const LOCK_VALIDITY: Duration = Duration::from_secs(30);
 impl ProcessQueue {
     pub(crate) fn new(queue: MessageQueue, stop: CancellationToken) -> ProcessQueue {
         ProcessQueue {
-            queue,
+            queue: Arc::new(queue),
             cached: Mutex::new(Cached {
                 max_offset: -1,
                 ..Cached::default()
@@ -73,22 +88,42 @@ impl ProcessQueue {
         self.dropped.store(true, Ordering::Release);
         self.stop.cancel();
         let mut c = self.cached.lock();
+        c.pending.clear();
         c.msgs.clear();
         c.taken.clear();
         c.bytes = 0;
     }
 
-    /// Caches pulled messages; returns how many were new.
+    /// Concurrent: records pulled messages (which go on to the consume pool); returns how
+    /// many were new.
     pub(crate) fn put(&self, msgs: &[MessageExt]) -> usize {
         let mut c = self.cached.lock();
         let mut added = 0;
         for m in msgs {
-            if c.msgs.contains_key(&m.queue_offset) || c.taken.contains_key(&m.queue_offset) {
+            if c.contains(m.queue_offset) {
+                continue;
+            }
+            let size = m.body().len();
+            c.bytes += size;
+            c.max_offset = c.max_offset.max(m.queue_offset);
+            c.pending.insert(m.queue_offset, size);
+            added += 1;
+        }
+        added
+    }
+
+    /// Orderly: caches pulled messages until the consume task takes them; returns how many
+    /// were new.
+    pub(crate) fn put_owned(&self, msgs: Vec<MessageExt>) -> usize {
+        let mut c = self.cached.lock();
+        let mut added = 0;
+        for m in msgs {
+            if c.contains(m.queue_offset) {
                 continue;
             }
             c.bytes += m.body().len();
             c.max_offset = c.max_offset.max(m.queue_offset);
-            c.msgs.insert(m.queue_offset, m.clone());
+            c.msgs.insert(m.queue_offset, m);
             added += 1;
         }
         added
@@ -96,17 +131,17 @@ impl ProcessQueue {
 
     /// Concurrent: forgets consumed messages; returns the offset to commit, or `None` if
     /// nothing was cached.
-    pub(crate) fn remove(&self, offsets: &[i64]) -> Option<i64> {
+    pub(crate) fn remove(&self, offsets: impl IntoIterator<Item = i64>) -> Option<i64> {
         let mut c = self.cached.lock();
-        if c.msgs.is_empty() {
+        if c.pending.is_empty() {
             return None;
         }
         for o in offsets {
-            if let Some(m) = c.msgs.remove(o) {
-                c.bytes = c.bytes.saturating_sub(m.body().len());
+            if let Some(size) = c.pending.remove(&o) {
+                c.bytes = c.bytes.saturating_sub(size);
             }
         }
-        Some(match c.msgs.keys().next() {
+        Some(match c.pending.keys().next() {
             Some(first) => *first,
             None => c.max_offset + 1,
         })
@@ -115,7 +150,7 @@ impl ProcessQueue {
     /// Messages cached (waiting or in flight).
     pub(crate) fn cached_count(&self) -> usize {
         let c = self.cached.lock();
-        c.msgs.len() + c.taken.len()
+        c.pending.len() + c.msgs.len() + c.taken.len()
     }
 
     /// Bytes of cached bodies.
@@ -126,23 +161,31 @@ impl ProcessQueue {
     /// Smallest and largest cached offsets (waiting or taken).
     pub(crate) fn cached_range(&self) -> Option<(i64, i64)> {
         let c = self.cached.lock();
-        let first = [c.taken.keys().next(), c.msgs.keys().next()]
-            .into_iter()
-            .flatten()
-            .min()
-            .copied()?;
-        let last = [c.taken.keys().next_back(), c.msgs.keys().next_back()]
-            .into_iter()
-            .flatten()
-            .max()
-            .copied()?;
+        let first = [
+            c.pending.keys().next(),
+            c.taken.keys().next(),
+            c.msgs.keys().next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .copied()?;
+        let last = [
+            c.pending.keys().next_back(),
+            c.taken.keys().next_back(),
+            c.msgs.keys().next_back(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .copied()?;
         Some((first, last))
     }
 
-    /// Distance between the first and last cached offsets.
+    /// Concurrent: distance between the first and last cached offsets.
     pub(crate) fn span(&self) -> i64 {
         let c = self.cached.lock();
-        match (c.msgs.keys().next(), c.msgs.keys().next_back()) {
+        match (c.pending.keys().next(), c.pending.keys().next_back()) {
             (Some(a), Some(b)) => b - a,
             _ => 0,
         }
@@ -255,14 +298,16 @@ mod tests {
     #[test]
     fn commit_offset_is_the_smallest_unconsumed() {
         let q = pq();
-        assert_eq!(q.remove(&[1]), None);
+        assert_eq!(q.remove([1]), None);
         assert_eq!(q.put(&[msg(5), msg(6), msg(7)]), 3);
         assert_eq!(q.put(&[msg(7)]), 0, "duplicates ignored");
         assert_eq!(q.cached_bytes(), 6);
         assert_eq!(q.span(), 2);
-        assert_eq!(q.remove(&[6]), Some(5), "5 still in flight");
-        assert_eq!(q.remove(&[5]), Some(7));
-        assert_eq!(q.remove(&[7]), Some(8));
+        assert_eq!(q.cached_range(), Some((5, 7)));
+        assert_eq!(q.remove([6]), Some(5), "5 still in flight");
+        assert_eq!(q.remove([5]), Some(7));
+        assert_eq!(q.remove([7]), Some(8));
+        assert_eq!(q.cached_bytes(), 0);
         assert_eq!(q.cached_count(), 0);
         q.drop_queue();
         assert!(q.is_dropped() && q.stop.is_cancelled());
@@ -271,7 +316,8 @@ mod tests {
     #[test]
     fn orderly_take_commit_and_retry() {
         let q = pq();
-        q.put(&[msg(0), msg(1), msg(2)]);
+        assert_eq!(q.put_owned(vec![msg(0), msg(1), msg(2)]), 3);
+        assert_eq!(q.put_owned(vec![msg(1)]), 0, "duplicates ignored");
         let batch = q.take(2);
         assert_eq!(batch.len(), 2);
         assert_eq!(q.cached_count(), 3);

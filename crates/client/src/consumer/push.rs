@@ -26,15 +26,18 @@
 //!   also subscribe to their group's retry topic `%RETRY%<group>`.
 //! * **Pull loop** per owned queue: long-polling PULL_MESSAGE (15 s suspend, 30 s timeout),
 //!   paused while more than 1000 messages or 100 MiB are cached for the queue.
-//! * **Concurrent** consumption runs batches on a bounded pool (20 by default); a failed batch
-//!   is sent back (CONSUMER_SEND_MSG_BACK) for redelivery through the retry topic, or re-sent
-//!   there directly if that fails. **Orderly** consumption holds a broker lock per queue (renewed
-//!   every 20 s), consumes one batch of a queue at a time in offset order and retries failures
-//!   locally after a pause.
+//! * **Concurrent** consumption runs batches on a bounded pool (20 by default): that many
+//!   long-lived worker tasks take listener-call-sized slices of pulled batches from one FIFO
+//!   queue, like Java's consume thread pool (a task spawned per batch cost more than a cheap
+//!   listener call). A failed batch is sent back (CONSUMER_SEND_MSG_BACK) for redelivery
+//!   through the retry topic, or re-sent there directly if that fails. **Orderly** consumption
+//!   holds a broker lock per queue (renewed every 20 s), consumes one batch of a queue at a time
+//!   in offset order and retries failures locally after a pause.
 //! * **Offsets** ("next to consume": the smallest offset still in flight) are committed every 5 s
 //!   and at shutdown — to the brokers, or to a local file when broadcasting.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -272,6 +275,7 @@ impl PushConsumerBuilder {
         let stop = instance.stop_token().child_token();
         let inner = Arc::new(PushInner {
             permits: Arc::new(Semaphore::new(settings.consume_threads)),
+            pool: ConsumePool::default(),
             fallback: Producer::internal(instance.clone()),
             group: group.clone(),
             instance: instance.clone(),
@@ -299,6 +303,11 @@ impl PushConsumerBuilder {
             }
         }
         instance.send_heartbeat_to_all().await;
+        if !inner.settings.orderly {
+            for _ in 0..inner.settings.consume_threads {
+                tokio::spawn(consume_worker(inner.clone()));
+            }
+        }
         tokio::spawn(rebalance_loop(inner.clone()));
         tokio::spawn(persist_loop(inner.clone()));
         if inner.settings.orderly && clustering {
@@ -330,7 +339,11 @@ pub(crate) struct PushInner {
     listener: Arc<dyn ErasedListener>,
     queues: Mutex<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     offsets: OffsetStore,
+    /// One per listener call that may run at once; shutdown takes them all to wait for the
+    /// calls in flight.
     permits: Arc<Semaphore>,
+    /// Concurrent: the work of the consume workers.
+    pool: ConsumePool,
     rebalance_now: Notify,
     stop: CancellationToken,
     running: AtomicBool,
@@ -487,7 +500,8 @@ impl ConsumerMember for Member {
         Box::pin(async move {
             let inner = inner?;
             let started = std::time::Instant::now();
-            let mut ctx = ConsumeContext::new(msg.queue(), inner.settings.suspend_current_queue);
+            let mut ctx =
+                ConsumeContext::new(Arc::new(msg.queue()), inner.settings.suspend_current_queue);
             let msgs = vec![msg];
             let result = inner.call_listener(&msgs, &mut ctx).await;
             let code = match result {
@@ -697,13 +711,13 @@ impl PushInner {
     // ----- orderly locks --------------------------------------------------------------------
 
     async fn lock_one(&self, pq: &ProcessQueue) -> bool {
-        let mq = &pq.queue;
+        let mq: &MessageQueue = &pq.queue;
         match requests::lock_batch(
             &self.instance,
             &self.group,
             &mq.broker_name,
             &mq.topic,
-            vec![mq.clone()],
+            vec![(*mq).clone()],
         )
         .await
         {
@@ -732,7 +746,7 @@ impl PushInner {
         };
         for (broker, pqs) in by_broker {
             let topic = pqs[0].queue.topic.clone();
-            let mqs: Vec<MessageQueue> = pqs.iter().map(|p| p.queue.clone()).collect();
+            let mqs: Vec<MessageQueue> = pqs.iter().map(|p| (*p.queue).clone()).collect();
             match requests::lock_batch(&self.instance, &self.group, &broker, &topic, mqs).await {
                 Ok(locked) => {
                     let locked: HashSet<MessageQueue> = locked.into_iter().collect();
@@ -772,67 +786,75 @@ impl PushInner {
         }
     }
 
-    /// Concurrent consumption of one batch. Messages that could be neither sent back nor
-    /// re-sent are consumed again here after 5 s.
-    async fn consume_concurrently(
-        self: Arc<Self>,
-        pq: Arc<ProcessQueue>,
-        mut msgs: Vec<MessageExt>,
-    ) {
-        loop {
-            let permit = tokio::select! {
-                _ = self.stop.cancelled() => return,
-                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            };
-            if pq.is_dropped() {
-                return;
-            }
-            let mut ctx =
-                ConsumeContext::new(pq.queue.clone(), self.settings.suspend_current_queue);
-            let result = self.call_listener(&msgs, &mut ctx).await;
-            if pq.is_dropped() {
-                return;
-            }
-            let mut failed = Vec::new();
-            if result == ConsumeResult::ReconsumeLater {
-                if self.clustering() {
-                    for m in &msgs {
-                        if !self
-                            .send_back(&pq.queue.broker_name, m, ctx.delay_level())
-                            .await
-                        {
-                            failed.push(m.clone());
-                        }
+    /// Concurrent consumption of one batch (on a consume worker). Messages that could be
+    /// neither sent back nor re-sent are queued again after 5 s.
+    async fn consume_concurrently(self: &Arc<Self>, req: ConsumeRequest) {
+        let ConsumeRequest { pq, msgs, range } = req;
+        let Some(batch) = msgs.get(range) else {
+            return;
+        };
+        let permit = tokio::select! {
+            _ = self.stop.cancelled() => return,
+            p = self.permits.acquire() => match p { Ok(p) => p, Err(_) => return },
+        };
+        if pq.is_dropped() {
+            return;
+        }
+        let mut ctx = ConsumeContext::new(pq.queue.clone(), self.settings.suspend_current_queue);
+        let result = self.call_listener(batch, &mut ctx).await;
+        if pq.is_dropped() {
+            return;
+        }
+        let mut failed = Vec::new();
+        if result == ConsumeResult::ReconsumeLater {
+            if self.clustering() {
+                for m in batch {
+                    if !self
+                        .send_back(&pq.queue.broker_name, m, ctx.delay_level())
+                        .await
+                    {
+                        failed.push(m.clone());
                     }
-                } else {
-                    warn!(group = %self.group, "broadcast consumption failed; messages dropped");
                 }
+            } else {
+                warn!(group = %self.group, "broadcast consumption failed; messages dropped");
             }
-            let done: Vec<i64> = msgs
-                .iter()
-                .filter(|m| !failed.iter().any(|f| f.queue_offset == m.queue_offset))
-                .map(|m| m.queue_offset)
-                .collect();
-            if let Some(offset) = pq.remove(&done) {
-                if !pq.is_dropped() {
-                    self.offsets.update(&pq.queue, offset, true);
-                }
+        }
+        let done = batch
+            .iter()
+            .filter(|m| !failed.iter().any(|f| f.queue_offset == m.queue_offset))
+            .map(|m| m.queue_offset);
+        if let Some(offset) = pq.remove(done) {
+            if !pq.is_dropped() {
+                self.offsets.update(&pq.queue, offset, true);
             }
-            // Held until the offset is recorded, so a shutdown that drained the permits
-            // commits this batch too.
-            drop(permit);
-            if failed.is_empty() {
-                return;
-            }
+        }
+        // Held until the offset is recorded, so a shutdown that drained the permits
+        // commits this batch too.
+        drop(permit);
+        if failed.is_empty() {
+            return;
+        }
+        // Still cached in the queue (so the offset cannot pass them): consumed again later.
+        let me = self.clone();
+        tokio::spawn(async move {
             tokio::select! {
-                _ = self.stop.cancelled() => return,
+                _ = me.stop.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
             for m in &mut failed {
                 m.reconsume_times += 1;
             }
-            msgs = failed;
-        }
+            let range = 0..failed.len();
+            me.pool.push(
+                [ConsumeRequest {
+                    pq,
+                    msgs: Arc::new(failed),
+                    range,
+                }],
+                1,
+            );
+        });
     }
 
     /// Sends a failed message back for redelivery; falls back to re-sending it to the retry
@@ -942,21 +964,94 @@ impl PushInner {
         }
     }
 
-    /// Hands freshly pulled messages to consumption.
-    fn dispatch(self: &Arc<Self>, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) {
+    /// Caches freshly pulled messages in their queue and hands them to consumption; false if
+    /// the queue was dropped meanwhile.
+    fn dispatch(self: &Arc<Self>, pq: &Arc<ProcessQueue>, msgs: Vec<MessageExt>) -> bool {
         if self.settings.orderly {
+            pq.put_owned(msgs);
+            if pq.is_dropped() {
+                return false;
+            }
             if pq.start_consuming() {
                 tokio::spawn(self.clone().consume_orderly(pq.clone()));
             }
+            return true;
+        }
+        pq.put(&msgs);
+        if pq.is_dropped() {
+            return false;
+        }
+        // One request per listener call, all sharing the pulled vector.
+        let size = self.settings.consume_batch_size;
+        let n = msgs.len();
+        let msgs = Arc::new(msgs);
+        let requests = (0..n).step_by(size).map(|start| ConsumeRequest {
+            pq: pq.clone(),
+            msgs: msgs.clone(),
+            range: start..n.min(start.saturating_add(size)),
+        });
+        self.pool.push(
+            requests,
+            n.div_ceil(size).min(self.settings.consume_threads),
+        );
+        true
+    }
+}
+
+/// One listener call's worth of concurrent work: a slice of a pulled batch.
+struct ConsumeRequest {
+    pq: Arc<ProcessQueue>,
+    msgs: Arc<Vec<MessageExt>>,
+    range: Range<usize>,
+}
+
+/// The FIFO queue of the concurrent consume workers.
+#[derive(Default)]
+struct ConsumePool {
+    queue: Mutex<VecDeque<ConsumeRequest>>,
+    /// Wakes idle workers.
+    ready: Notify,
+}
+
+impl ConsumePool {
+    /// Queues requests and wakes up to `wake` idle workers.
+    fn push(&self, requests: impl IntoIterator<Item = ConsumeRequest>, wake: usize) {
+        self.queue.lock().extend(requests);
+        for _ in 0..wake {
+            self.ready.notify_one();
+        }
+    }
+
+    fn pop(&self) -> Option<ConsumeRequest> {
+        self.queue.lock().pop_front()
+    }
+}
+
+/// A concurrent consume worker: runs requests from the pool until the consumer stops.
+async fn consume_worker(inner: Arc<PushInner>) {
+    loop {
+        let request = match inner.pool.pop() {
+            Some(r) => r,
+            None => {
+                let notified = inner.pool.ready.notified();
+                tokio::pin!(notified);
+                // Registered before the second look, so a push in between still wakes us.
+                notified.as_mut().enable();
+                match inner.pool.pop() {
+                    Some(r) => r,
+                    None => {
+                        tokio::select! {
+                            _ = inner.stop.cancelled() => return,
+                            _ = notified => continue,
+                        }
+                    }
+                }
+            }
+        };
+        if inner.stop.is_cancelled() {
             return;
         }
-        let size = self.settings.consume_batch_size;
-        let mut msgs = msgs;
-        while !msgs.is_empty() {
-            let rest = msgs.split_off(size.min(msgs.len()));
-            tokio::spawn(self.clone().consume_concurrently(pq.clone(), msgs));
-            msgs = rest;
-        }
+        inner.consume_concurrently(request).await;
     }
 }
 
@@ -1058,12 +1153,12 @@ async fn pull_loop(inner: Arc<PushInner>, pq: Arc<ProcessQueue>, mut offset: i64
                             }
                             continue;
                         }
-                        restore_retry_topic(&inner.group, &mut msgs);
-                        pq.put(&msgs);
-                        if pq.is_dropped() {
+                        if naming::is_retry_topic(&mq.topic) {
+                            restore_retry_topic(&inner.group, &mut msgs);
+                        }
+                        if !inner.dispatch(&pq, msgs) {
                             return;
                         }
-                        inner.dispatch(&pq, msgs);
                     }
                     PullStatus::NoNewMessage | PullStatus::NoMatchedMessage => {
                         offset = r.next_begin_offset;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use ferrymq_protocol::body::{
     ConsumerIdList, LockBatchRequestBody, LockBatchResponseBody, MessageQueue, SubscriptionData,
 };
@@ -12,7 +14,7 @@ use ferrymq_protocol::header::{
     PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
     QueueRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
-use ferrymq_protocol::message::keys;
+use ferrymq_protocol::message::{keys, properties};
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::filter_by_tags;
@@ -83,13 +85,18 @@ pub(crate) async fn pull(instance: &ClientInstance, args: PullArgs<'_>) -> Resul
         .map_err(|e| ClientError::header(&addr, e))?;
     let mut messages = Vec::new();
     if status == PullStatus::Found {
+        // The messages keep slices of the response instead of copies.
         let body = resp.body.to_bytes();
-        messages = MessageExt::decode_all(&body, &args.queue.broker_name);
+        messages = MessageExt::decode_bytes(&body, &args.queue.broker_name);
         filter_by_tags(sub, &mut messages);
+        // Every message gets the same two pairs: built once, shared by all of them.
         let (min, max) = (h.min_offset.to_string(), h.max_offset.to_string());
+        let mut extra = String::new();
+        properties::push(&mut extra, keys::MIN_OFFSET, &min);
+        properties::push(&mut extra, keys::MAX_OFFSET, &max);
+        let extra = Bytes::from(extra);
         for m in &mut messages {
-            m.set_property(keys::MIN_OFFSET, min.clone());
-            m.set_property(keys::MAX_OFFSET, max.clone());
+            m.set_pull_offsets(&extra, &min, &max);
         }
     }
     Ok(PullResult {

@@ -20,9 +20,17 @@ pub enum MsgIdError {
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xF)] as char);
+    // Through a stack buffer and one `push_str`: pushing char by char re-checks capacity and
+    // UTF-8 width per digit, and consumers build one id per received message.
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        let hex = &mut buf[..chunk.len() * 2];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xF)];
+        }
+        // Hex digits are ASCII, so this never fails.
+        out.push_str(std::str::from_utf8(hex).unwrap_or_default());
     }
 }
 
@@ -47,19 +55,28 @@ fn unhex(s: &str) -> Result<Vec<u8>, MsgIdError> {
 
 /// Uppercase hex of `store_host` (address + int32 port) + int64 `physical_offset`.
 pub fn offset_msg_id(store_host: &SocketAddr, physical_offset: i64) -> String {
-    let mut out = String::with_capacity(56);
+    let mut out = String::with_capacity(if store_host.is_ipv4() { 32 } else { 56 });
     write_offset_msg_id(&mut out, store_host, physical_offset);
     out
 }
 
 /// Appends the offsetMsgId to `out` (lets a batch build its comma-joined id list in one string).
 pub fn write_offset_msg_id(out: &mut String, store_host: &SocketAddr, physical_offset: i64) {
-    match store_host.ip() {
-        IpAddr::V4(ip) => push_hex(out, &ip.octets()),
-        IpAddr::V6(ip) => push_hex(out, &ip.octets()),
-    }
-    push_hex(out, &i32::from(store_host.port()).to_be_bytes());
-    push_hex(out, &physical_offset.to_be_bytes());
+    // The id's bytes in one buffer, hex-encoded in one go.
+    let mut raw = [0u8; 28];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            raw[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            raw[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    raw[ip_len..ip_len + 4].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    raw[ip_len + 4..ip_len + 12].copy_from_slice(&physical_offset.to_be_bytes());
+    push_hex(out, &raw[..ip_len + 12]);
 }
 
 /// A decoded offsetMsgId.

@@ -102,11 +102,35 @@ pub fn iter(properties: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The value of `name` (the last one if repeated, like Java's `HashMap`).
+///
+/// The broker looks up several properties of every message it stores and clients several of
+/// every message they receive, so this searches for the name itself, from the end, instead of
+/// splitting every pair. The result is the same as scanning [`iter`]: a match counts only at the
+/// start of a pair and followed by U+0001, and a pair with an empty value is skipped.
 pub fn get<'a>(properties: &'a str, name: &str) -> Option<&'a str> {
-    iter(properties)
-        .filter(|(n, _)| *n == name)
-        .last()
-        .map(|(_, v)| v)
+    if name.is_empty() || name.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR]) {
+        // Such a name never equals a parsed one by position alone; keep the general rule.
+        return iter(properties)
+            .filter(|(n, _)| *n == name)
+            .last()
+            .map(|(_, v)| v);
+    }
+    let bytes = properties.as_bytes();
+    // Matches cannot overlap a real pair's name (it is followed by U+0001, which `name` lacks),
+    // so the non-overlapping search does not skip one.
+    for (at, _) in properties.rmatch_indices(name) {
+        let end = at + name.len();
+        let starts_pair = at == 0 || bytes[at - 1] == PROPERTY_SEPARATOR as u8;
+        if !starts_pair || bytes.get(end) != Some(&(NAME_VALUE_SEPARATOR as u8)) {
+            continue;
+        }
+        let rest = &properties[end + NAME_VALUE_SEPARATOR.len_utf8()..];
+        let value = rest.split(PROPERTY_SEPARATOR).next().unwrap_or_default();
+        if !value.is_empty() {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// Parses into an owned map (later duplicates win).
@@ -233,6 +257,15 @@ mod tests {
         fn roundtrip(map in proptest::collection::hash_map(name(), "[^\u{1}\u{2}]{1,20}", 0..8)) {
             let s = encode_map(&map);
             prop_assert_eq!(to_map(&s), map);
+        }
+
+        #[test]
+        fn get_agrees_with_parsing_every_pair(
+            s in "[ab\u{1}\u{2}]{0,24}",
+            name in "[ab\u{1}]{0,3}",
+        ) {
+            let expected = iter(&s).filter(|(n, _)| *n == name).last().map(|(_, v)| v);
+            prop_assert_eq!(get(&s, &name), expected);
         }
 
         #[test]
