@@ -313,6 +313,25 @@ pub struct MappedFileQueue {
     files: RwLock<Vec<Arc<MappedFile>>>,
 }
 
+/// A crash between creating the newest segment and sizing it leaves it short (often empty).
+/// Sizing happens before anything is written, so such a file holds no records: give it its full
+/// size (zero-filled, which recovery reads as the end of data) instead of refusing to start.
+fn complete_interrupted_allocation(path: &Path, size: usize) -> Result<()> {
+    let len = fs::metadata(path)
+        .context(|| format!("stat {}", path.display()))?
+        .len();
+    if len < size as u64 {
+        tracing::warn!(path = %path.display(), len, "completing a commit-log file whose allocation was interrupted");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .context(|| format!("open {}", path.display()))?;
+        file.set_len(size as u64)
+            .context(|| format!("size {}", path.display()))?;
+    }
+    Ok(())
+}
+
 impl MappedFileQueue {
     pub fn new(dir: PathBuf, file_size: usize) -> MappedFileQueue {
         MappedFileQueue {
@@ -329,7 +348,11 @@ impl MappedFileQueue {
         let mut found = list_segments(&self.dir)?;
         found.sort_by_key(|(off, _)| *off);
         let mut files = Vec::with_capacity(found.len());
-        for (off, path) in found {
+        let last = found.len().saturating_sub(1);
+        for (i, (off, path)) in found.into_iter().enumerate() {
+            if i == last {
+                complete_interrupted_allocation(&path, self.file_size)?;
+            }
             files.push(Arc::new(MappedFile::open(&path, off, self.file_size)?));
         }
         *self.files.write() = files;
@@ -521,10 +544,19 @@ mod tests {
     }
 
     #[test]
-    fn wrong_size_is_rejected() {
+    fn wrong_size_is_rejected_but_an_interrupted_last_allocation_is_completed() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(file_name(0)), b"short").unwrap();
+        fs::write(dir.path().join(file_name(8192)), b"").unwrap();
         let q = MappedFileQueue::new(dir.path().to_owned(), 8192);
         assert!(matches!(q.load(), Err(StoreError::FileSize { .. })));
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(file_name(0)), vec![0u8; 8192]).unwrap();
+        fs::write(dir.path().join(file_name(8192)), b"").unwrap();
+        let q = MappedFileQueue::new(dir.path().to_owned(), 8192);
+        q.load().unwrap();
+        let len = fs::metadata(dir.path().join(file_name(8192))).unwrap().len();
+        assert_eq!(len, 8192);
     }
 }
