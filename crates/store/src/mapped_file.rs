@@ -556,7 +556,9 @@ mod tests {
         fs::write(dir.path().join(file_name(8192)), b"").unwrap();
         let q = MappedFileQueue::new(dir.path().to_owned(), 8192);
         q.load().unwrap();
-        let len = fs::metadata(dir.path().join(file_name(8192))).unwrap().len();
+        let len = fs::metadata(dir.path().join(file_name(8192)))
+            .unwrap()
+            .len();
         assert_eq!(len, 8192);
     }
 }
