@@ -220,21 +220,12 @@ pub fn split_addrs(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Parses `1s 5s 1m 2h 1d` into milliseconds.
+/// Parses `1s 5s 1m 2h 1d` into milliseconds; `None` if any item is malformed or negative.
 pub fn parse_delay_levels(s: &str) -> Option<Vec<u64>> {
     let levels: Option<Vec<u64>> = s
         .split_whitespace()
         .map(|tok| {
-            let (num, unit) = tok.split_at(tok.len().checked_sub(1)?);
-            let n: u64 = num.parse().ok()?;
-            let ms = match unit {
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                _ => return None,
-            };
-            Some(n * ms)
+            ferrymq_store::config::parse_delay_level(tok).and_then(|ms| u64::try_from(ms).ok())
         })
         .collect();
     levels.filter(|l| !l.is_empty())

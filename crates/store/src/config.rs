@@ -153,25 +153,37 @@ impl StoreConfig {
     pub fn delay_levels_ms(&self) -> Vec<i64> {
         self.message_delay_level
             .split_whitespace()
-            .filter_map(|item| {
-                let (num, unit) = item.split_at(item.len().checked_sub(1)?);
-                let n: i64 = num.parse().ok()?;
-                let ms = match unit {
-                    "s" => 1000,
-                    "m" => 60_000,
-                    "h" => 3_600_000,
-                    "d" => 86_400_000,
-                    _ => return None,
-                };
-                Some(n * ms)
-            })
+            .filter_map(parse_delay_level)
             .collect()
     }
+}
+
+/// One `messageDelayLevel` item (`5s`, `1m`, `2h`, `1d`) in milliseconds; `None` if malformed.
+pub fn parse_delay_level(item: &str) -> Option<i64> {
+    // The unit is the last character; splitting on chars keeps a non-ASCII typo from panicking.
+    let unit = item.chars().last()?;
+    let n: i64 = item[..item.len() - unit.len_utf8()].parse().ok()?;
+    let unit_ms = match unit {
+        's' => 1000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_delay_items_are_rejected_not_panics() {
+        assert_eq!(parse_delay_level("5é"), None);
+        assert_eq!(parse_delay_level("s"), None);
+        assert_eq!(parse_delay_level(""), None);
+        assert_eq!(parse_delay_level("2h"), Some(7_200_000));
+    }
 
     #[test]
     fn delay_levels() {
