@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -345,7 +346,19 @@ async fn dispatch(
         return;
     };
     let conn = conn.clone();
-    let future = handler.clone().handle_boxed(conn.clone(), request);
+    let mut future = handler.clone().handle_boxed(conn.clone(), request);
+    // Most requests (sends under ASYNC_FLUSH, heartbeats, offset commits) complete without
+    // waiting: answer those here rather than paying for a task, its scheduling and a wake-up.
+    // Only requests that must wait (long polls, flush waits, calls to other servers) get a task.
+    if let Poll::Ready(response) = futures::poll!(future.as_mut()) {
+        drop(permit);
+        if let (false, Some(response)) = (oneway, response) {
+            let _ = conn
+                .send(with_reply_fields(response, opaque, reply_type))
+                .await;
+        }
+        return;
+    }
     tokio::spawn(async move {
         let response = future.await;
         drop(permit);

@@ -87,30 +87,43 @@ pub fn total_physical_memory() -> u64 {
 }
 
 /// A counter plus condition variable: cheap "something changed" wake-ups between threads.
+///
+/// `notify` is called once per append, so it costs one atomic add unless a thread is actually
+/// asleep on the signal; only then does it take the lock and wake it.
 #[derive(Default)]
 pub(crate) struct Signal {
-    seq: parking_lot::Mutex<u64>,
+    seq: std::sync::atomic::AtomicU64,
+    sleepers: std::sync::atomic::AtomicUsize,
+    lock: parking_lot::Mutex<()>,
     cv: parking_lot::Condvar,
 }
 
 impl Signal {
     pub fn notify(&self) {
-        let mut s = self.seq.lock();
-        *s = s.wrapping_add(1);
-        self.cv.notify_all();
+        use std::sync::atomic::Ordering::SeqCst;
+        self.seq.fetch_add(1, SeqCst);
+        // SeqCst pairs with the sleeper's increment-then-check: either it sees the new count or
+        // this sees it asleep (it holds the lock until it waits, so the wake-up is not lost).
+        if self.sleepers.load(SeqCst) > 0 {
+            let _held = self.lock.lock();
+            self.cv.notify_all();
+        }
     }
 
     pub fn current(&self) -> u64 {
-        *self.seq.lock()
+        self.seq.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until the counter differs from `seen` or `timeout` passes; returns the counter.
     pub fn wait_change(&self, seen: u64, timeout: std::time::Duration) -> u64 {
-        let mut s = self.seq.lock();
-        if *s == seen {
-            self.cv.wait_for(&mut s, timeout);
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut held = self.lock.lock();
+        self.sleepers.fetch_add(1, SeqCst);
+        if self.seq.load(SeqCst) == seen {
+            self.cv.wait_for(&mut held, timeout);
         }
-        *s
+        self.sleepers.fetch_sub(1, SeqCst);
+        self.seq.load(SeqCst)
     }
 }
 
