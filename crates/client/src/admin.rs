@@ -143,6 +143,25 @@ impl Admin {
         self.instance.options().request_timeout
     }
 
+    /// Sends `req` to a broker and decodes its JSON body (`what` names it in errors).
+    async fn fetch_json<T: serde::de::DeserializeOwned>(
+        &self,
+        addr: &str,
+        req: RemotingCommand,
+        what: &str,
+    ) -> Result<T> {
+        let resp = self.instance.invoke_ok(addr, req, self.timeout()).await?;
+        json_body(&resp, what)
+    }
+
+    /// Sends `req` to a broker for its success alone.
+    async fn invoke_unit(&self, addr: &str, req: RemotingCommand) -> Result<()> {
+        self.instance
+            .invoke_ok(addr, req, self.timeout())
+            .await
+            .map(|_| ())
+    }
+
     /// Stops the client instance if this admin created it.
     pub async fn shutdown(&self) {
         if self.owns_instance {
@@ -157,8 +176,7 @@ impl Admin {
         if resp.response_code() != ResponseCode::Success {
             return Err(ClientError::broker("name server", &resp));
         }
-        from_java_json(&body_text(&resp))
-            .map_err(|e| ClientError::Malformed(format!("cluster info: {e}")))
+        json_body(&resp, "cluster info")
     }
 
     /// Master addresses of the brokers of `cluster`.
@@ -191,10 +209,7 @@ impl Admin {
             force: None,
         };
         let req = RemotingCommand::request_with_header(RequestCode::UpdateAndCreateTopic, &header);
-        self.instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await
-            .map(|_| ())
+        self.invoke_unit(broker_addr, req).await
     }
 
     /// Creates or updates a topic on every master of `cluster`; returns their addresses.
@@ -222,10 +237,7 @@ impl Admin {
                 topic: topic.to_owned(),
             },
         );
-        self.instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await
-            .map(|_| ())
+        self.invoke_unit(broker_addr, req).await
     }
 
     /// Removes a topic's route from every name server: only the queues of `cluster`'s brokers
@@ -272,8 +284,7 @@ impl Admin {
         if resp.response_code() != ResponseCode::Success {
             return Err(ClientError::broker("name server", &resp));
         }
-        let list: TopicList = from_java_json(&body_text(&resp))
-            .map_err(|e| ClientError::Malformed(format!("topic list: {e}")))?;
+        let list: TopicList = json_body(&resp, "topic list")?;
         Ok(list.topic_list)
     }
 
@@ -284,8 +295,7 @@ impl Admin {
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
             .await?;
-        let table: KvTable = from_java_json(&body_text(&resp))
-            .map_err(|e| ClientError::Malformed(format!("runtime info: {e}")))?;
+        let table: KvTable = json_body(&resp, "runtime info")?;
         Ok(table.table)
     }
 
@@ -356,10 +366,7 @@ impl Admin {
                 },
             );
             match self.instance.invoke_ok(&addr, req, self.timeout()).await {
-                Ok(resp) => {
-                    return from_java_json(&body_text(&resp))
-                        .map_err(|e| ClientError::Malformed(format!("consumer connections: {e}")))
-                }
+                Ok(resp) => return json_body(&resp, "consumer connections"),
                 Err(e) => last = Some(e),
             }
         }
@@ -418,8 +425,7 @@ impl Admin {
             .instance
             .invoke_ok(&addr, req, Duration::from_secs(15))
             .await?;
-        from_java_json(&body_text(&resp))
-            .map_err(|e| ClientError::Malformed(format!("consume result: {e}")))
+        json_body(&resp, "consume result")
     }
 
     /// A message by its offset id (store host + commit-log offset), from the broker that
@@ -555,10 +561,7 @@ impl Admin {
             .map_err(|e| ClientError::InvalidArgument(format!("group config: {e}")))?;
         let req =
             RemotingCommand::request(RequestCode::UpdateAndCreateSubscriptiongroup).with_body(body);
-        self.instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await
-            .map(|_| ())
+        self.invoke_unit(broker_addr, req).await
     }
 
     /// A subscription group's config on one broker.
@@ -573,12 +576,7 @@ impl Admin {
                 group: group.to_owned(),
             },
         );
-        let resp = self
-            .instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await?;
-        from_java_json(&body_text(&resp))
-            .map_err(|e| ClientError::Malformed(format!("group config: {e}")))
+        self.fetch_json(broker_addr, req, "group config").await
     }
 
     /// Deletes a subscription group from one broker (and its committed offsets with
@@ -595,10 +593,7 @@ impl Admin {
         };
         let req =
             RemotingCommand::request_with_header(RequestCode::DeleteSubscriptiongroup, &header);
-        self.instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await
-            .map(|_| ())
+        self.invoke_unit(broker_addr, req).await
     }
 
     /// The online members of a consumer group as one broker sees them.
@@ -613,12 +608,8 @@ impl Admin {
                 consumer_group: group.to_owned(),
             },
         );
-        let resp = self
-            .instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await?;
-        from_java_json(&body_text(&resp))
-            .map_err(|e| ClientError::Malformed(format!("consumer connections: {e}")))
+        self.fetch_json(broker_addr, req, "consumer connections")
+            .await
     }
 
     /// The online producers of `group`, as the masters serving `topic` see them (merged, one
@@ -640,10 +631,7 @@ impl Admin {
             );
             match self.instance.invoke_ok(&addr, req, self.timeout()).await {
                 Ok(resp) => {
-                    let pc: ProducerConnection =
-                        from_java_json(&body_text(&resp)).map_err(|e| {
-                            ClientError::Malformed(format!("producer connections: {e}"))
-                        })?;
+                    let pc: ProducerConnection = json_body(&resp, "producer connections")?;
                     for c in pc.connection_set {
                         if !merged
                             .connection_set
@@ -684,10 +672,7 @@ impl Admin {
     ) -> Result<()> {
         let body = java_properties::render(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let req = RemotingCommand::request(RequestCode::UpdateBrokerConfig).with_body(body);
-        self.instance
-            .invoke_ok(broker_addr, req, self.timeout())
-            .await
-            .map(|_| ())
+        self.invoke_unit(broker_addr, req).await
     }
 
     /// The message stored at `offset` of `queue`, read with one pull as the tools consumer
@@ -723,4 +708,9 @@ impl Admin {
             _ => None,
         })
     }
+}
+
+/// Decodes a response's fastjson body (`what` names it in errors).
+fn json_body<T: serde::de::DeserializeOwned>(resp: &RemotingCommand, what: &str) -> Result<T> {
+    from_java_json(&body_text(resp)).map_err(|e| ClientError::Malformed(format!("{what}: {e}")))
 }

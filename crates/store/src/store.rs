@@ -824,7 +824,7 @@ fn run_maintenance(i: Arc<StoreInner>) {
             break;
         }
         rounds = rounds.wrapping_add(1);
-        if let Err(e) = flush_logics(&i, rounds % INDEX_FLUSH_EVERY == 0) {
+        if let Err(e) = flush_logics(&i, rounds.is_multiple_of(INDEX_FLUSH_EVERY)) {
             tracing::error!("consume queue / index flush failed: {e}");
         }
         if last_clean.elapsed() >= i.config.clean_resource_interval {

@@ -113,23 +113,7 @@ pub struct LitePullConsumerBuilder {
 impl LitePullConsumerBuilder {
     client_option_setters!();
 
-    /// Clustering (default) or broadcasting.
-    pub fn message_model(mut self, model: MessageModel) -> Self {
-        self.settings.message_model = model;
-        self
-    }
-
-    /// Where a new group starts (default: last offset).
-    pub fn consume_from(mut self, from: ConsumeFrom) -> Self {
-        self.settings.consume_from = from;
-        self
-    }
-
-    /// How a clustering group divides queues (default AVG).
-    pub fn allocate_strategy(mut self, strategy: AllocateStrategy) -> Self {
-        self.settings.allocate_strategy = strategy;
-        self
-    }
+    consumer_group_setters!();
 
     /// Messages per pull and at most per poll (default 10).
     pub fn pull_batch_size(mut self, n: i32) -> Self {

@@ -3,6 +3,30 @@
 //! application polls. This module holds what both share: subscription expressions, where a new
 //! group starts, listener results, and the broker requests of consumption.
 
+/// Adds the group-level setters both consumer builders share to a builder whose `settings`
+/// have `message_model`, `consume_from` and `allocate_strategy` fields.
+macro_rules! consumer_group_setters {
+    () => {
+        /// Clustering (default) or broadcasting.
+        pub fn message_model(mut self, model: MessageModel) -> Self {
+            self.settings.message_model = model;
+            self
+        }
+
+        /// Where a new group starts (default: last offset).
+        pub fn consume_from(mut self, from: ConsumeFrom) -> Self {
+            self.settings.consume_from = from;
+            self
+        }
+
+        /// How a clustering group divides queues (default AVG).
+        pub fn allocate_strategy(mut self, strategy: AllocateStrategy) -> Self {
+            self.settings.allocate_strategy = strategy;
+            self
+        }
+    };
+}
+
 pub mod lite;
 mod offset_store;
 mod process_queue;

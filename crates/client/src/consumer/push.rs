@@ -166,23 +166,7 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Clustering (default) or broadcasting.
-    pub fn message_model(mut self, model: MessageModel) -> Self {
-        self.settings.message_model = model;
-        self
-    }
-
-    /// Where a new group starts (default: last offset).
-    pub fn consume_from(mut self, from: ConsumeFrom) -> Self {
-        self.settings.consume_from = from;
-        self
-    }
-
-    /// How a clustering group divides queues (default AVG).
-    pub fn allocate_strategy(mut self, strategy: AllocateStrategy) -> Self {
-        self.settings.allocate_strategy = strategy;
-        self
-    }
+    consumer_group_setters!();
 
     /// Orderly consumption: one batch per queue at a time, in queue order, under a broker lock.
     pub fn orderly(mut self, orderly: bool) -> Self {
