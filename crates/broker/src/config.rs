@@ -25,7 +25,18 @@ properties_struct! {
         broker_ip1: Option<String> = None => "brokerIP1",
         /// Address slaves replicate from.
         broker_ip2: Option<String> = None => "brokerIP2",
-        ha_listen_port: u16 = 10912 => "haListenPort",
+        /// Where slaves replicate from; 0 (default) = listenPort + 1, so 10912. With
+        /// `listenPort = 0` (tests) any free port is used.
+        ha_listen_port: u16 = 0 => "haListenPort",
+        /// Slave: the master's HA `host:port`; normally learned from the NameServer.
+        ha_master_address: Option<String> = None => "haMasterAddress",
+        ha_send_heartbeat_interval: u64 = 5000 => "haSendHeartbeatInterval",
+        ha_housekeeping_interval: u64 = 20_000 => "haHousekeepingInterval",
+        ha_transfer_batch_size: usize = 32 * 1024 => "haTransferBatchSize",
+        /// SYNC_MASTER: a slave further behind than this many bytes counts as unavailable.
+        ha_max_gap_not_in_sync: i64 = 256 * 1024 * 1024 => "haMaxGapNotInSync",
+        /// Let consumers read from slaves when the master is slow (message no longer in memory).
+        slave_read_enable: bool = false => "slaveReadEnable",
         store_path_root_dir: String = default_store_root() => "storePathRootDir",
         store_path_commit_log: Option<String> = None => "storePathCommitLog",
         mapped_file_size_commit_log: u64 = 1024 * 1024 * 1024 => "mappedFileSizeCommitLog",
@@ -72,6 +83,12 @@ properties_struct! {
         serialize_type: String = "JSON".to_owned() => "serializeType",
         /// Appends queued longer than this are refused with SYSTEM_BUSY.
         wait_time_mills_in_send_queue: u64 = 200 => "waitTimeMillsInSendQueue",
+        /// Percent of POP requests that read the POP retry topic before the topic itself.
+        pop_from_retry_probability: u32 = 20 => "popFromRetryProbability",
+        /// Parked POP requests per `topic@group@queueId` before POLLING_FULL.
+        pop_polling_size: usize = 1024 => "popPollingSize",
+        /// Parked POP requests in total before POLLING_FULL.
+        max_pop_polling_size: usize = 100_000 => "maxPopPollingSize",
     }
 }
 
@@ -97,7 +114,6 @@ pub const IGNORED_JAVA_KEYS: &[&str] = &[
     "serverSocketRcvBufSize",
     "serverPooledByteBufAllocatorEnable",
     "useEpollNativeSelector",
-    "slaveReadEnable",
     "enableDLegerCommitLog",
     "aclEnable",
     "autoMessageVersionOnTopicLen",
@@ -154,6 +170,12 @@ impl BrokerConfig {
                 ),
             );
         }
+        if self.broker_role == "SLAVE" && self.broker_id <= 0 {
+            return bad(
+                "brokerId",
+                "a slave's brokerId must be greater than 0".into(),
+            );
+        }
         if self.broker_name.is_empty() {
             return bad("brokerName", "must not be empty".into());
         }
@@ -192,12 +214,20 @@ impl BrokerConfig {
     }
 
     pub fn is_slave(&self) -> bool {
-        self.broker_role == "SLAVE" || self.broker_id != 0
+        self.broker_role == "SLAVE"
     }
 
     /// Name-server addresses from `namesrvAddr`.
     pub fn namesrv_addrs(&self) -> Vec<String> {
         split_addrs(self.namesrv_addr.as_deref().unwrap_or(""))
+    }
+
+    /// The HA port slaves connect to: `haListenPort`, or listenPort + 1 when that is 0.
+    pub fn ha_port(&self) -> u16 {
+        match self.ha_listen_port {
+            0 => self.listen_port.saturating_add(1),
+            port => port,
+        }
     }
 
     /// The fast ("VIP") port: listenPort − 2.
@@ -257,6 +287,20 @@ mod tests {
         assert_eq!(c.namesrv_addrs(), vec!["127.0.0.1:9876", "127.0.0.1:9877"]);
         assert_eq!(warn, vec!["mysteryKey".to_owned()]);
         assert_eq!(c.fast_listen_port(), 10909);
+    }
+
+    #[test]
+    fn replication_keys() {
+        let text = "brokerRole=SLAVE\nbrokerId=2\nhaMasterAddress=10.0.0.1:10912\n\
+                    haTransferBatchSize=65536\nslaveReadEnable=true\nlistenPort=20911\n";
+        let (c, warn) = BrokerConfig::from_conf(text).unwrap();
+        assert!(c.is_slave() && c.slave_read_enable && warn.is_empty());
+        assert_eq!(c.ha_master_address.as_deref(), Some("10.0.0.1:10912"));
+        assert_eq!(c.ha_transfer_batch_size, 65536);
+        assert_eq!(c.ha_port(), 20912);
+        assert_eq!(BrokerConfig::default().ha_port(), 10912);
+        let err = BrokerConfig::from_conf("brokerRole=SLAVE\nbrokerId=0").unwrap_err();
+        assert!(err.to_string().contains("brokerId"), "{err}");
     }
 
     #[test]

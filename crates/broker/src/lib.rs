@@ -14,6 +14,7 @@ mod processor;
 pub mod queue_lock;
 mod registration;
 mod schedule;
+mod slave_sync;
 pub mod state;
 pub mod subscription_groups;
 pub mod timer;
@@ -29,7 +30,7 @@ use ferrymq_protocol::message::msg_id::UniqKeyGenerator;
 use ferrymq_remoting::{
     ClientConfig, ConnectionConfig, RemotingClient, RemotingServer, ServerConfig,
 };
-use ferrymq_store::{FlushDiskType, MessageStore, StoreConfig};
+use ferrymq_store::{BrokerRole, FlushDiskType, MessageStore, StoreConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -83,6 +84,12 @@ fn store_config(c: &BrokerConfig) -> StoreConfig {
     s.max_transfer_count_on_message_in_memory = c.max_transfer_count_on_message_in_memory;
     s.message_delay_level = c.message_delay_level.clone();
     s.wait_time_in_queue = Duration::from_millis(c.wait_time_mills_in_send_queue.max(1));
+    s.broker_role = BrokerRole::parse(&c.broker_role).unwrap_or_default();
+    s.ha_master_address = c.ha_master_address.clone().filter(|a| !a.is_empty());
+    s.ha_send_heartbeat_interval = Duration::from_millis(c.ha_send_heartbeat_interval.max(10));
+    s.ha_housekeeping_interval = Duration::from_millis(c.ha_housekeeping_interval.max(1000));
+    s.ha_transfer_batch_size = c.ha_transfer_batch_size.max(1024);
+    s.ha_max_gap_not_in_sync = c.ha_max_gap_not_in_sync;
     s
 }
 
@@ -117,6 +124,11 @@ fn pick_port() -> std::io::Result<u16> {
 impl Broker {
     pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
+        let picked_ports = config.listen_port == 0;
+        if !config.is_slave() {
+            // As RocketMQ: a master is broker 0 whatever the file says.
+            config.broker_id = 0;
+        }
         if config.listen_port == 0 {
             config.listen_port = pick_port().map_err(|source| BrokerError::Bind {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -125,7 +137,11 @@ impl Broker {
         }
         let ip = advertised_ip(&config)?;
         let store_host = SocketAddr::new(ip, config.listen_port);
-        let sc = store_config(&config);
+        let mut sc = store_config(&config);
+        if !config.is_slave() {
+            let ha_port = if picked_ports { 0 } else { config.ha_port() };
+            sc.ha_listen_addr = Some(SocketAddr::from(([0, 0, 0, 0], ha_port)));
+        }
         let config_dir = sc.config_dir();
         let store = Arc::new(tokio::task::spawn_blocking(move || MessageStore::open(sc)).await??);
 
@@ -148,8 +164,16 @@ impl Broker {
             listener_arrivals.notify_arrival(a.topic, a.queue_id);
         }));
 
+        let ha_ip = config
+            .broker_ip2
+            .clone()
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| ip.to_string());
+        let ha_port = store.ha_local_addr().map_or(config.ha_port(), |a| a.port());
         let state = Arc::new(BrokerState {
             broker_addr: store_host.to_string(),
+            ha_server_addr: format!("{ha_ip}:{ha_port}"),
+            master_addr: tokio::sync::watch::Sender::new(None),
             store_host,
             uniq_keys: UniqKeyGenerator::for_process(ip),
             store,
@@ -159,6 +183,7 @@ impl Broker {
             clients: client_registry::ClientRegistry::default(),
             locks: queue_lock::QueueLocks::new(Duration::from_secs(60)),
             arrivals,
+            pop: processor::PopState::default(),
             stats: BrokerStats::default(),
             register_now: tokio::sync::Notify::new(),
             in_memory_window: BrokerState::default_in_memory_window(),
@@ -168,6 +193,9 @@ impl Broker {
             config: std::sync::RwLock::new(Arc::new(config)),
         });
         state.topics_changed().await;
+        // Un-acked POP batches must be known before anyone can pop or ack again.
+        let recovering = state.clone();
+        tokio::task::spawn_blocking(move || processor::recover_pop(&recovering)).await?;
 
         let processor = Arc::new(processor::Processor::new(state.clone()));
         let connection = ConnectionConfig {
@@ -202,9 +230,20 @@ impl Broker {
             namesrv.clone(),
             stop.clone(),
         ));
-        tasks.spawn(schedule::run(state.clone(), stop.clone()));
-        tasks.spawn(transaction_check::run(state.clone(), stop.clone()));
-        tasks.spawn(timer::run(state.clone(), stop.clone()));
+        if state.config().is_slave() {
+            // A slave writes nothing of its own: the master runs delays, check-backs, timers
+            // and revives, and the slave copies their results and the metadata.
+            tasks.spawn(slave_sync::run(
+                state.clone(),
+                namesrv.clone(),
+                stop.clone(),
+            ));
+        } else {
+            tasks.spawn(schedule::run(state.clone(), stop.clone()));
+            tasks.spawn(transaction_check::run(state.clone(), stop.clone()));
+            tasks.spawn(timer::run(state.clone(), stop.clone()));
+            tasks.spawn(processor::run_pop_revive(state.clone(), stop.clone()));
+        }
         tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
         tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));
         tracing::info!(
@@ -215,6 +254,8 @@ impl Broker {
             fast = state.config().fast_listen_port(),
             store = %state.config().store_path_root_dir,
             flush = %state.config().flush_disk_type,
+            role = %state.config().broker_role,
+            ha = %state.ha_server_addr,
             namesrv = ?state.config().namesrv_addrs(),
             "broker started"
         );
@@ -237,11 +278,18 @@ impl Broker {
         self.servers[0].local_addr()
     }
 
+    /// Replication as the store sees it: connected slaves and their acknowledged offsets on a
+    /// master, the master's HA address on a slave.
+    pub fn ha_status(&self) -> ferrymq_store::ha::HaStatus {
+        self.state.store.ha_status()
+    }
+
     /// Stops serving, unregisters, persists offsets and closes the store (flushing it).
     pub async fn shutdown(self) {
         let s = self.state;
         registration::unregister_all(&s, &self.namesrv).await;
         self.stop.cancel();
+        s.pop.stop.cancel();
         s.arrivals.notify_all();
         for server in self.servers {
             server.shutdown().await;

@@ -123,6 +123,15 @@ impl ConsumerOffsets {
         Some(t.committed.clone())
     }
 
+    /// Slave: takes the master's offsets (GET_ALL_CONSUMER_OFFSET), keeping entries only this
+    /// broker has, as RocketMQ's slave sync does.
+    pub fn merge_from_master(&self, master: ConsumerOffsetTable) {
+        let mut t = self.tables.lock();
+        t.committed.offset_table.extend(master.offset_table);
+        t.committed.data_version = master.data_version;
+        t.dirty = true;
+    }
+
     pub fn snapshot(&self) -> ConsumerOffsetTable {
         self.tables.lock().committed.clone()
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrymq_protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
-use ferrymq_protocol::header::{BrokerIdentityHeader, RegisterBrokerRequestHeader};
+use ferrymq_protocol::header::{
+    BrokerIdentityHeader, RegisterBrokerRequestHeader, RegisterBrokerResponseHeader,
+};
 use ferrymq_protocol::message::flag::perm;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::RemotingClient;
@@ -35,16 +37,11 @@ fn register_request(s: &BrokerState) -> RemotingCommand {
     }
     .encode();
     let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
-    let ha_ip = s
-        .config()
-        .broker_ip2
-        .clone()
-        .unwrap_or_else(|| s.store_host.ip().to_string());
     let header = RegisterBrokerRequestHeader {
         broker_name: s.config().broker_name.clone(),
         broker_addr: s.broker_addr.clone(),
         cluster_name: s.config().broker_cluster_name.clone(),
-        ha_server_addr: format!("{ha_ip}:{}", s.config().ha_listen_port),
+        ha_server_addr: s.ha_server_addr.clone(),
         broker_id: s.config().broker_id,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
@@ -55,30 +52,71 @@ fn register_request(s: &BrokerState) -> RemotingCommand {
     RemotingCommand::request_with_header(RequestCode::RegisterBroker, &header).with_body(body)
 }
 
-/// Registers with every NameServer once; returns how many accepted.
+/// Registers with every NameServer once; returns how many accepted. A slave learns its
+/// master's addresses from the answers.
 pub async fn register_all(s: &BrokerState, client: &RemotingClient) -> usize {
     let addrs = s.config().namesrv_addrs();
     let calls = addrs.iter().map(|addr| {
         let req = register_request(s);
         async move {
             match client.invoke(addr, req, REGISTER_TIMEOUT).await {
-                Ok(resp) if resp.response_code() == ResponseCode::Success => true,
+                Ok(resp) if resp.response_code() == ResponseCode::Success => {
+                    Some(resp.decode_header::<RegisterBrokerResponseHeader>().ok())
+                }
                 Ok(resp) => {
                     tracing::warn!(namesrv = %addr, code = resp.code, remark = ?resp.remark, "broker registration refused");
-                    false
+                    None
                 }
                 Err(e) => {
                     tracing::warn!(namesrv = %addr, error = %e, "broker registration failed");
-                    false
+                    None
                 }
             }
         }
     });
-    futures::future::join_all(calls)
+    let answers: Vec<_> = futures::future::join_all(calls)
         .await
         .into_iter()
-        .filter(|ok| *ok)
-        .count()
+        .flatten()
+        .collect();
+    let accepted = answers.len();
+    if s.config().is_slave() && accepted > 0 {
+        learn_master(s, answers.into_iter().flatten());
+    }
+    accepted
+}
+
+/// Slave: takes the master's addresses from REGISTER_BROKER answers (any NameServer that knows
+/// a live master); none knowing one means the master is down.
+fn learn_master(s: &BrokerState, answers: impl Iterator<Item = RegisterBrokerResponseHeader>) {
+    let mut master = None;
+    for h in answers {
+        if let Some(addr) = h.master_addr.filter(|a| !a.is_empty()) {
+            master = Some((addr, h.ha_server_addr.filter(|a| !a.is_empty())));
+            break;
+        }
+    }
+    let configured_ha = s.config().ha_master_address.clone();
+    match master {
+        Some((addr, ha)) => {
+            if let Some(ha) = configured_ha.or(ha) {
+                s.store.set_ha_master_address(&ha);
+            }
+            s.master_addr.send_if_modified(|current| {
+                if current.as_deref() == Some(addr.as_str()) {
+                    return false;
+                }
+                tracing::info!(master = %addr, "master of this slave is up");
+                *current = Some(addr);
+                true
+            });
+        }
+        None => {
+            if s.master_addr.send_replace(None).is_some() {
+                tracing::warn!("no NameServer knows a live master of this slave");
+            }
+        }
+    }
 }
 
 /// The registration loop; ends when `stop` fires.

@@ -1,5 +1,5 @@
 //! Everything the request processors and background tasks of one broker share: its config, the
-//! message store, and the tables (topics, groups, offsets, clients, locks) with their
+//! message store, and the tables (topics, groups, offsets, clients, locks, POP state) with their
 //! persistence. One value behind an `Arc`; each table guards itself.
 
 use std::net::SocketAddr;
@@ -42,9 +42,16 @@ pub struct BrokerState {
     pub clients: ClientRegistry,
     pub locks: QueueLocks,
     pub arrivals: Arc<ArrivalSignals>,
+    /// POP consumption: in-flight checkpoints, orderly state, pop long polling.
+    pub pop: crate::processor::PopState,
     pub stats: BrokerStats,
     /// `brokerIP1:listenPort`, what clients and the NameServers are told.
     pub broker_addr: String,
+    /// `brokerIP2:haPort`, where slaves replicate from (told to the NameServers).
+    pub ha_server_addr: String,
+    /// Slave: the master's broker address from the last registration answer; `None` while
+    /// the NameServers know no live master. A watch, so the metadata sync starts at once.
+    pub master_addr: tokio::sync::watch::Sender<Option<String>>,
     pub store_host: SocketAddr,
     pub uniq_keys: UniqKeyGenerator,
     /// Wakes the registration task for an immediate re-registration.
@@ -91,6 +98,11 @@ impl BrokerState {
 
     pub fn broker_writable(&self) -> bool {
         perm::is_writeable(self.config().broker_permission) && !self.config().is_slave()
+    }
+
+    /// Slave: whether its master is up (known to the NameServers and replicating to it).
+    pub fn master_alive(&self) -> bool {
+        self.master_addr.borrow().is_some() && self.store.ha_status().connected_to_master
     }
 
     pub fn broker_readable(&self) -> bool {

@@ -105,6 +105,20 @@ impl SubscriptionGroups {
             .collect()
     }
 
+    /// Slave: takes the master's groups (GET_ALL_SUBSCRIPTIONGROUP_CONFIG) when its data
+    /// version differs; true if anything changed.
+    pub fn merge_from_master(&self, master: SubscriptionGroupWrapper) -> bool {
+        let mut w = self.write();
+        if w.data_version == master.data_version {
+            return false;
+        }
+        w.subscription_group_table
+            .extend(master.subscription_group_table);
+        w.forbidden_table = master.forbidden_table;
+        w.data_version = master.data_version;
+        true
+    }
+
     pub fn snapshot(&self) -> SubscriptionGroupWrapper {
         self.read().clone()
     }

@@ -229,6 +229,18 @@ impl TopicTable {
         Created::New(created)
     }
 
+    /// Slave: takes the master's table (GET_ALL_TOPIC_CONFIG) when its data version differs
+    /// from ours; true if anything was replaced.
+    pub fn replace_from_master(&self, master: TopicConfigSerializeWrapper) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if inner.data_version == master.data_version {
+            return false;
+        }
+        inner.topics = master.topic_config_table.into_iter().collect();
+        inner.data_version = master.data_version;
+        true
+    }
+
     /// The whole table as persisted in topics.json and sent in registrations.
     pub fn snapshot(&self) -> TopicConfigSerializeWrapper {
         let inner = self.read();

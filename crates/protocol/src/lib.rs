@@ -11,6 +11,7 @@ pub mod header;
 pub mod java_properties;
 pub mod message;
 pub mod naming;
+pub mod pop;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use command::{Body, ExtFields, RemotingCommand, SerializeType};

@@ -16,11 +16,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrymq_protocol::message::record::{write_blank, MessageRecord, BLANK_RECORD_LEN};
-use ferrymq_protocol::message::{batch, sys_flag};
+use ferrymq_protocol::message::record::{
+    self, write_blank, MessageRecord, RecordHead, BLANK_RECORD_LEN,
+};
+use ferrymq_protocol::message::{batch, sys_flag, RecordView};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
+use crate::ha::HaError;
 use crate::mapped_file::MappedFile;
 use crate::put::{
     AppendMessageResult, MessageBatch, MessageInner, PutMessageResult, PutMessageStatus,
@@ -189,6 +192,92 @@ impl Appender {
         self.inner
             .last_store_timestamp
             .store(self.last_store_timestamp, Ordering::Release);
+    }
+
+    /// Slave only: writes bytes replicated from the master at exactly `start` (the end of what
+    /// was written before, or the start of the next segment) and publishes every record now
+    /// complete. Returns the new end of the written bytes, which may stop inside a record.
+    pub fn append_replicated(&mut self, start: i64, data: &[u8]) -> Result<i64, HaError> {
+        let file_size = self.inner.commit_log.file_size() as i64;
+        let placement = |reason: &str| HaError::Placement {
+            offset: start,
+            reason: reason.to_owned(),
+        };
+        let file = match &self.file {
+            Some(f) if f.file_from_offset() <= start && start < f.end_offset() => f.clone(),
+            current => {
+                if start.rem_euclid(file_size) != 0
+                    || current.as_ref().is_some_and(|f| f.end_offset() != start)
+                {
+                    return Err(placement("not the end of this commit log"));
+                }
+                let f = self
+                    .inner
+                    .allocator
+                    .take(start)
+                    .map_err(|e| HaError::Placement {
+                        offset: start,
+                        reason: e.to_string(),
+                    })?;
+                self.inner.commit_log.files().push(f.clone());
+                self.file = Some(f.clone());
+                f
+            }
+        };
+        let pos = (start - file.file_from_offset()) as usize;
+        if !file.write_at(pos, data) {
+            return Err(placement("the data runs past the end of a segment"));
+        }
+        file.set_wrote_position(pos + data.len());
+        self.publish_replicated()?;
+        Ok(start + data.len() as i64)
+    }
+
+    /// Publishes the whole records written past the published end (a replicated frame may end
+    /// inside a record) and wakes the dispatcher.
+    fn publish_replicated(&mut self) -> Result<(), HaError> {
+        let cl = &self.inner.commit_log;
+        let published = cl.max_offset();
+        let mut at = published.max(cl.files().min_offset());
+        while let Some(f) = cl.files().find(at) {
+            let pos = (at - f.file_from_offset()) as usize;
+            let buf = f.bytes(pos, f.wrote_position().saturating_sub(pos));
+            match record::peek(buf) {
+                Ok(RecordHead::Message { total_size, .. }) => {
+                    if total_size > f.file_size() - pos {
+                        return Err(HaError::Placement {
+                            offset: at,
+                            reason: format!("record of {total_size} bytes crosses a segment end"),
+                        });
+                    }
+                    let Some(rec) = buf.get(..total_size) else {
+                        break; // the rest of this record comes with the next frame
+                    };
+                    if let Ok(v) = RecordView::parse(rec) {
+                        self.last_store_timestamp = v.store_timestamp();
+                    }
+                    at += total_size as i64;
+                }
+                // The end-of-segment marker: the segment is complete once its tail arrived.
+                Ok(RecordHead::Blank) if f.is_full() => at = f.end_offset(),
+                Ok(_) => break,
+                Err(_) if buf.len() < BLANK_RECORD_LEN => break,
+                Err(e) => {
+                    return Err(HaError::Placement {
+                        offset: at,
+                        reason: format!("replicated bytes are not a record: {e}"),
+                    })
+                }
+            }
+        }
+        if at > published {
+            cl.publish(at);
+            self.inner
+                .last_store_timestamp
+                .store(self.last_store_timestamp, Ordering::Release);
+            self.inner.dispatch_signal.notify();
+        }
+        Ok(())
     }
 
     fn store_timestamp(&mut self) -> i64 {

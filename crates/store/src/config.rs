@@ -1,8 +1,33 @@
 //! Store settings, named after RocketMQ's `MessageStoreConfig` keys so broker.conf values map one
 //! to one. Defaults are RocketMQ's; tests shrink the file sizes.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// RocketMQ's `brokerRole`: whether this store takes writes and how it replicates them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerRole {
+    /// Takes writes; slaves replicate in the background (the default).
+    #[default]
+    AsyncMaster,
+    /// Takes writes; a put with WAIT is acknowledged once a slave has it.
+    SyncMaster,
+    /// Refuses writes; its commit log is a copy of the master's, fed by replication.
+    Slave,
+}
+
+impl BrokerRole {
+    /// Parses `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`.
+    pub fn parse(s: &str) -> Option<BrokerRole> {
+        match s {
+            "ASYNC_MASTER" => Some(BrokerRole::AsyncMaster),
+            "SYNC_MASTER" => Some(BrokerRole::SyncMaster),
+            "SLAVE" => Some(BrokerRole::Slave),
+            _ => None,
+        }
+    }
+}
 
 /// When an acknowledged append is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +97,24 @@ pub struct StoreConfig {
     pub message_delay_level: String,
     /// `waitTimeMillsInSendQueue` (200 ms): appends queued longer are refused (flow control).
     pub wait_time_in_queue: Duration,
+    /// `brokerRole`.
+    pub broker_role: BrokerRole,
+    /// Where a master accepts slaves (`haListenPort`; port 0 = any free port). `None` runs no
+    /// HA server (tools, tests).
+    pub ha_listen_addr: Option<SocketAddr>,
+    /// `haMasterAddress`: the master's HA `host:port` for a slave; usually learned at run time
+    /// from the NameServer instead ([`crate::MessageStore::set_ha_master_address`]).
+    pub ha_master_address: Option<String>,
+    /// `haSendHeartbeatInterval` (5 s): how often a slave reports its offset when idle, and a
+    /// master sends an empty frame to an idle slave.
+    pub ha_send_heartbeat_interval: Duration,
+    /// `haHousekeepingInterval` (20 s): a connection silent this long is closed.
+    pub ha_housekeeping_interval: Duration,
+    /// `haTransferBatchSize` (32 KiB): the largest frame body a master sends.
+    pub ha_transfer_batch_size: usize,
+    /// `haMaxGapNotInSync` (256 MiB): a SYNC_MASTER answers SLAVE_NOT_AVAILABLE at once when
+    /// its best slave is further behind than this.
+    pub ha_max_gap_not_in_sync: i64,
 }
 
 impl Default for StoreConfig {
@@ -107,6 +150,13 @@ impl Default for StoreConfig {
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_owned(),
             wait_time_in_queue: Duration::from_millis(200),
+            broker_role: BrokerRole::AsyncMaster,
+            ha_listen_addr: None,
+            ha_master_address: None,
+            ha_send_heartbeat_interval: Duration::from_secs(5),
+            ha_housekeeping_interval: Duration::from_secs(20),
+            ha_transfer_batch_size: 32 * 1024,
+            ha_max_gap_not_in_sync: 256 * 1024 * 1024,
         }
     }
 }

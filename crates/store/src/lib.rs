@@ -3,7 +3,7 @@
 //! directories are portable and pulled bytes are served straight from the log.
 //!
 //! Entry point: [`MessageStore::open`]. Offline inspection: [`tools`]. Broker config files:
-//! [`config_file`].
+//! [`config_file`]. Master/slave replication: [`ha`].
 
 mod append;
 pub mod checkpoint;
@@ -15,6 +15,7 @@ mod dispatch;
 pub mod error;
 mod flush;
 pub mod get;
+pub mod ha;
 pub mod index;
 pub mod mapped_file;
 pub mod put;
@@ -22,7 +23,7 @@ mod store;
 pub mod tools;
 mod util;
 
-pub use config::{FlushDiskType, StoreConfig};
+pub use config::{BrokerRole, FlushDiskType, StoreConfig};
 pub use error::{Result, StoreError};
 pub use get::{
     GetMessageResult, GetMessageStatus, MessageArrival, MessageFilter, QueryMessageResult,

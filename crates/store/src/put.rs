@@ -185,6 +185,8 @@ impl PutMessageResult {
 pub struct PutHandle {
     pub(crate) rx: Option<oneshot::Receiver<PutMessageResult>>,
     pub(crate) ready: Option<PutMessageResult>,
+    /// SYNC_MASTER: the slave acknowledgement, combined with the flush outcome at the end.
+    pub(crate) replica: Option<oneshot::Receiver<PutMessageStatus>>,
 }
 
 impl PutHandle {
@@ -192,19 +194,42 @@ impl PutHandle {
         PutHandle {
             rx: None,
             ready: Some(result),
+            replica: None,
         }
+    }
+
+    pub(crate) fn with_replica(
+        mut self,
+        replica: Option<oneshot::Receiver<PutMessageStatus>>,
+    ) -> PutHandle {
+        self.replica = replica;
+        self
     }
 
     /// Blocks the current thread until the result is known. Must not be called from async code
     /// (await the handle there).
     pub fn wait(mut self) -> PutMessageResult {
-        if let Some(r) = self.ready.take() {
-            return r;
+        let mut r = match (self.ready.take(), self.rx.take()) {
+            (Some(r), _) => r,
+            (None, Some(rx)) => rx.blocking_recv().unwrap_or_else(|_| lost()),
+            (None, None) => lost(),
+        };
+        if let Some(rx) = self.replica.take() {
+            combine_replica(&mut r, rx.blocking_recv());
         }
-        match self.rx.take() {
-            Some(rx) => rx.blocking_recv().unwrap_or_else(|_| lost()),
-            None => lost(),
-        }
+        r
+    }
+}
+
+/// As RocketMQ combines the flush and replica futures: a replication failure is what the
+/// producer hears, even when the flush succeeded.
+fn combine_replica(
+    r: &mut PutMessageResult,
+    replica: Result<PutMessageStatus, oneshot::error::RecvError>,
+) {
+    let status = replica.unwrap_or(PutMessageStatus::FlushSlaveTimeout);
+    if status != PutMessageStatus::PutOk && r.status.is_stored() {
+        r.status = status;
     }
 }
 
@@ -219,12 +244,26 @@ impl Future for PutHandle {
     type Output = PutMessageResult;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PutMessageResult> {
-        if let Some(r) = self.ready.take() {
-            return Poll::Ready(r);
+        if let Some(rx) = self.rx.as_mut() {
+            let r = std::task::ready!(Pin::new(rx).poll(cx)).unwrap_or_else(|_| lost());
+            self.rx = None;
+            self.ready = Some(r);
         }
-        match self.rx.as_mut() {
-            Some(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| lost())),
-            None => Poll::Ready(lost()),
+        let Some(mut r) = self.ready.take() else {
+            return Poll::Ready(lost());
+        };
+        if let Some(rx) = self.replica.as_mut() {
+            match Pin::new(rx).poll(cx) {
+                Poll::Pending => {
+                    self.ready = Some(r);
+                    return Poll::Pending;
+                }
+                Poll::Ready(status) => {
+                    self.replica = None;
+                    combine_replica(&mut r, status);
+                }
+            }
         }
+        Poll::Ready(r)
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use crate::append::{Allocator, Appender, QueueOffsets};
 use crate::checkpoint::Checkpoint;
 use crate::commit_log::CommitLog;
-use crate::config::{FlushDiskType, StoreConfig};
+use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueueTable, CQ_ENTRY_SIZE};
 use crate::dispatch::{recover, run_dispatcher};
 use crate::error::{IoContext, Result, StoreError};
@@ -34,6 +34,7 @@ use crate::get::{
     GetMessageResult, GetMessageStatus, MessageArrival, MessageFilter, QueryMessageResult,
     StoreStats,
 };
+use crate::ha::{HaMaster, HaService, HaSlave, HaStatus};
 use crate::index::IndexService;
 use crate::mapped_file::MappedFileQueue;
 use crate::put::{MessageBatch, MessageInner, PutHandle, PutMessageResult, PutMessageStatus};
@@ -78,11 +79,17 @@ struct Threads {
     maintenance: Option<JoinHandle<()>>,
 }
 
+/// The commit-log writer behind the append lock; `None` once shut down. Shared with a slave's
+/// replication thread, which appends through the same writer.
+pub(crate) type SharedAppender = Arc<Mutex<Option<Appender>>>;
+
 /// The message store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct MessageStore {
     inner: Arc<StoreInner>,
     /// The commit-log writer; `None` once shut down.
-    appender: Mutex<Option<Appender>>,
+    appender: SharedAppender,
+    /// Replication: the HA server of a master with `ha_listen_addr`, the client of a slave.
+    ha: Option<HaService>,
     threads: Mutex<Threads>,
     _lock: File,
 }
@@ -246,11 +253,20 @@ impl MessageStore {
         threads.dispatch = Some(spawn("store-dispatch", move || run_dispatcher(i))?);
         let i = inner.clone();
         threads.maintenance = Some(spawn("store-maintenance", move || run_maintenance(i))?);
-        let appender = Appender::new(inner.clone());
+        let appender = Arc::new(Mutex::new(Some(Appender::new(inner.clone()))));
+        let ha = match (inner.config.broker_role, inner.config.ha_listen_addr) {
+            (BrokerRole::Slave, _) => Some(HaService::Slave(HaSlave::start(
+                inner.clone(),
+                appender.clone(),
+            )?)),
+            (_, Some(addr)) => Some(HaService::Master(HaMaster::start(inner.clone(), addr)?)),
+            (_, None) => None,
+        };
 
         Ok(MessageStore {
             inner,
-            appender: Mutex::new(Some(appender)),
+            appender,
+            ha,
             threads: Mutex::new(threads),
             _lock: lock,
         })
@@ -275,6 +291,12 @@ impl MessageStore {
             return Some(PutMessageResult::failed(
                 PutMessageStatus::ServiceNotAvailable,
                 "message store is shut down",
+            ));
+        }
+        if self.inner.config.broker_role == BrokerRole::Slave {
+            return Some(PutMessageResult::failed(
+                PutMessageStatus::ServiceNotAvailable,
+                "this broker is a slave (brokerRole=SLAVE): messages are written to its master",
             ));
         }
         if self.inner.disk_full.load(Ordering::Acquire) {
@@ -305,10 +327,11 @@ impl MessageStore {
     }
 
     /// Runs `put` under the append lock and turns its result into a handle: ready at once, or
-    /// (SYNC_FLUSH with WAIT) resolved by the group-commit flusher.
+    /// (SYNC_FLUSH with WAIT) resolved by the group-commit flusher, and (SYNC_MASTER with WAIT)
+    /// by a slave's acknowledgement.
     fn append(&self, wait: bool, put: impl FnOnce(&mut Appender) -> PutMessageResult) -> PutHandle {
         let asked = Instant::now();
-        let result = {
+        let mut result = {
             let mut guard = self.appender.lock();
             match guard.as_mut() {
                 None => PutMessageResult::failed(
@@ -332,8 +355,23 @@ impl MessageStore {
             return PutHandle::ready(result);
         }
         self.inner.dispatch_signal.notify();
+        // Only SYNC_MASTER puts look at replication; every other put skips it on one compare.
+        let replica = match (&self.ha, &result.append) {
+            (Some(HaService::Master(ha)), Some(a))
+                if wait && self.inner.config.broker_role == BrokerRole::SyncMaster =>
+            {
+                match ha.wait_for_slave(a.end_offset()) {
+                    Ok(rx) => Some(rx),
+                    Err(status) => {
+                        result.status = status;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         if self.inner.config.flush_disk_type != FlushDiskType::SyncFlush {
-            return PutHandle::ready(result);
+            return PutHandle::ready(result).with_replica(replica);
         }
         match (&result.append, wait) {
             (Some(a), true) => {
@@ -347,11 +385,12 @@ impl MessageStore {
                 PutHandle {
                     rx: Some(rx),
                     ready: None,
+                    replica,
                 }
             }
             _ => {
                 self.inner.group_commit.wake();
-                PutHandle::ready(result)
+                PutHandle::ready(result).with_replica(replica)
             }
         }
     }
@@ -606,6 +645,12 @@ impl MessageStore {
         lo
     }
 
+    /// Raw published commit-log bytes `[offset, offset + len)` within one segment (tools and
+    /// replication checks; Java's getCommitLogData).
+    pub fn commit_log_data(&self, offset: i64, len: usize) -> Option<Bytes> {
+        self.inner.commit_log.read(offset, len)
+    }
+
     /// The record at a commit-log offset (VIEW_MESSAGE_BY_ID).
     pub fn lookup_message_by_offset(&self, commit_log_offset: i64) -> Option<Bytes> {
         self.inner.commit_log.read_record(commit_log_offset)
@@ -725,6 +770,27 @@ impl MessageStore {
         }
     }
 
+    /// Where a master's HA server listens (`None` for a slave or without `ha_listen_addr`).
+    pub fn ha_local_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.ha {
+            Some(HaService::Master(m)) => Some(m.local_addr()),
+            _ => None,
+        }
+    }
+
+    /// Slave: the master's HA address (`host:port`) to replicate from, as learned from the
+    /// NameServer; a change reconnects. Ignored by a master.
+    pub fn set_ha_master_address(&self, addr: &str) {
+        if let Some(HaService::Slave(s)) = &self.ha {
+            s.set_master_address(addr);
+        }
+    }
+
+    /// Replication status (default when replication is off).
+    pub fn ha_status(&self) -> HaStatus {
+        self.ha.as_ref().map(HaService::status).unwrap_or_default()
+    }
+
     pub fn is_disk_full(&self) -> bool {
         self.inner.disk_full.load(Ordering::Acquire)
     }
@@ -744,6 +810,10 @@ impl MessageStore {
     /// writes the checkpoint and removes the abort file. Idempotent.
     pub fn shutdown(&self) -> Result<()> {
         let first = self.inner.running.swap(false, Ordering::AcqRel);
+        // Replication first: a slave's thread appends, a master's threads read the log.
+        if let Some(ha) = &self.ha {
+            ha.shutdown();
+        }
         let mut t = self.threads.lock();
         // Taking the writer waits for an append in progress; later puts are refused.
         let writer = self.appender.lock().take();

@@ -1,5 +1,5 @@
 //! Request dispatch: one [`Processor`] serves both broker ports and routes each request code to
-//! the module that owns it (send, pull, client management, offsets, admin). Handlers return
+//! the module that owns it (send, pull, pop, client management, offsets, admin). Handlers return
 //! `Result<RemotingCommand, RemotingCommand>` so validation reads top to bottom with `?`, the
 //! error side already being the RocketMQ error response.
 
@@ -10,6 +10,11 @@
 mod admin;
 mod client;
 mod offset;
+mod pop;
+mod pop_ack;
+mod pop_checkpoint;
+mod pop_order;
+mod pop_revive;
 mod pull;
 mod send;
 mod transaction;
@@ -22,6 +27,8 @@ use ferrymq_remoting::{Connection, RequestHandler};
 
 use crate::state::BrokerState;
 
+pub use pop::PopState;
+pub(crate) use pop_revive::{recover as recover_pop, run as run_pop_revive};
 pub(crate) use send::put_internal;
 
 type Reply = Result<RemotingCommand, RemotingCommand>;
@@ -80,6 +87,13 @@ impl RequestHandler for Processor {
             RequestCode::PullMessage | RequestCode::LitePullMessage => {
                 pull::pull_message(s, &req).await
             }
+            RequestCode::PopMessage => pop::pop_message(s, &req).await,
+            RequestCode::AckMessage => pop_ack::ack_message(s, &req).await,
+            RequestCode::BatchAckMessage => pop_ack::batch_ack_message(s, &req).await,
+            RequestCode::ChangeMessageInvisibletime => {
+                pop_ack::change_invisible_time(s, &req).await
+            }
+            RequestCode::Notification => pop::notification(s, &req).await,
             RequestCode::HeartBeat => client::heartbeat(s, conn, &req).await,
             RequestCode::UnregisterClient => client::unregister_client(s, conn, &req),
             RequestCode::GetConsumerListByGroup => client::consumer_list(s, &req),

@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrymq_protocol::body::SubscriptionData;
+use ferrymq_protocol::body::{SubscriptionData, SubscriptionGroupConfig};
 use ferrymq_protocol::command::Body;
 use ferrymq_protocol::filter::SqlFilter;
 use ferrymq_protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -20,7 +20,7 @@ use super::{err, header, Reply};
 use crate::state::BrokerState;
 
 /// A pull's filter: tag codes from the consume queue, or a SQL92 expression on properties.
-enum PullFilter {
+pub(super) enum PullFilter {
     Tags(SubscriptionTags),
     Sql(SqlFilter),
 }
@@ -41,7 +41,7 @@ impl MessageFilter for PullFilter {
     }
 }
 
-fn build_filter(
+pub(super) fn build_filter(
     req: &RemotingCommand,
     expression_type: &str,
     expression: &str,
@@ -148,6 +148,22 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
         build_filter(req, &sub.expression_type, &sub.sub_string)?
     };
 
+    // A slave whose master is up serves pulls only with slaveReadEnable (RocketMQ 4.x answers
+    // PULL_RETRY_IMMEDIATELY pointing at the master); with the master down it serves them, so
+    // consumers can drain what was replicated.
+    if s.config().is_slave() && !s.config().slave_read_enable && s.master_alive() {
+        let min = s.store.min_offset_in_queue(&h.topic, h.queue_id);
+        let max = s.store.max_offset_in_queue(&h.topic, h.queue_id);
+        return Ok(pull_response(
+            req,
+            ResponseCode::PullRetryImmediately,
+            "slave read is disabled (slaveReadEnable=false): pull from the master",
+            h.queue_offset,
+            min,
+            max,
+        ));
+    }
+
     if pull_sys_flag::has(h.sys_flag, pull_sys_flag::COMMIT_OFFSET) && s.broker_writable() {
         s.offsets
             .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
@@ -211,7 +227,28 @@ pub(super) async fn pull_message(s: &Arc<BrokerState>, req: &RemotingCommand) ->
             }
             continue;
         }
-        return Ok(found_response(s, req, &h, result));
+        let suggest = suggest_broker_id(s, &group, &result);
+        return Ok(found_response(s, req, &h, result, suggest));
+    }
+}
+
+/// suggestWhichBrokerId by RocketMQ's rules: with `slaveReadEnable`, a consumer that fell
+/// behind (its next message no longer in memory) is sent to the group's
+/// `whichBrokerWhenConsumeSlowly` (1) and others to the group's `brokerId` (0); without it,
+/// always the master. A slave whose master is up sends caught-up consumers back to it.
+fn suggest_broker_id(
+    s: &BrokerState,
+    group: &SubscriptionGroupConfig,
+    r: &GetMessageResult,
+) -> i64 {
+    let c = s.config();
+    if c.is_slave() && !r.suggest_pulling_from_slave && s.master_alive() {
+        return 0;
+    }
+    match (c.slave_read_enable, r.suggest_pulling_from_slave) {
+        (false, _) => 0,
+        (true, true) => group.which_broker_when_consume_slowly,
+        (true, false) => group.broker_id,
     }
 }
 
@@ -223,8 +260,20 @@ fn pull_response(
     min: i64,
     max: i64,
 ) -> RemotingCommand {
+    pull_response_from(req, code, remark, next, min, max, 0)
+}
+
+fn pull_response_from(
+    req: &RemotingCommand,
+    code: ResponseCode,
+    remark: &str,
+    next: i64,
+    min: i64,
+    max: i64,
+    suggest_which_broker_id: i64,
+) -> RemotingCommand {
     let header = PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id,
         next_begin_offset: next,
         min_offset: min,
         max_offset: max,
@@ -240,15 +289,17 @@ fn found_response(
     req: &RemotingCommand,
     h: &PullMessageRequestHeader,
     r: GetMessageResult,
+    suggest_which_broker_id: i64,
 ) -> RemotingCommand {
     let code = status_code(r.status, h.queue_offset);
-    let mut resp = pull_response(
+    let mut resp = pull_response_from(
         req,
         code,
         r.status.as_str(),
         r.next_begin_offset,
         r.min_offset,
         r.max_offset,
+        suggest_which_broker_id,
     );
     if code == ResponseCode::Success {
         s.record_gets(r.messages.len() as u64);

@@ -36,6 +36,7 @@ pub(super) async fn send_message(
     };
     let is_batch = code == RequestCode::SendBatchMessage || h.batch == Some(true);
 
+    refuse_on_slave(s, req)?;
     if !s.broker_writable() {
         return Err(err(
             req,
@@ -144,6 +145,24 @@ pub(super) async fn send_message(
     let transaction_id = properties::uniq_key(&msg.properties).map(str::to_owned);
     let result = put_internal(s, msg).await;
     Ok(send_response(s, req, &result, queue_id, transaction_id))
+}
+
+/// A slave's commit log is a copy of its master's: it takes no writes of its own (RocketMQ
+/// answers SERVICE_NOT_AVAILABLE from the store for them).
+fn refuse_on_slave(s: &BrokerState, req: &RemotingCommand) -> Result<(), RemotingCommand> {
+    let c = s.config();
+    if !c.is_slave() {
+        return Ok(());
+    }
+    Err(err(
+        req,
+        ResponseCode::ServiceNotAvailable,
+        format!(
+            "service not available now: broker[{}] is a slave (brokerId={}, brokerRole=SLAVE); \
+             send messages to the master of {}",
+            c.broker_name, c.broker_id, c.broker_name
+        ),
+    ))
 }
 
 fn req_peer(conn: &Connection) -> String {
@@ -440,6 +459,7 @@ pub(super) async fn consumer_send_back(s: &Arc<BrokerState>, req: &RemotingComma
             format!("subscription group not exist, {}", h.group),
         ));
     };
+    refuse_on_slave(s, req)?;
     if !s.broker_writable() {
         return Err(err(
             req,

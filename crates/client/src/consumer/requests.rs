@@ -43,6 +43,8 @@ pub(crate) struct PullArgs<'a> {
     pub broker_id: i64,
 }
 
+/// Broker `id` of the queue's broker name, else its master, else its lowest-id slave (a master
+/// absent from the route is down; reads and offset commits then go to a slave).
 async fn addr_of(instance: &ClientInstance, queue: &MessageQueue, id: i64) -> Result<String> {
     if let Some(a) = instance.broker_addr(&queue.broker_name, id) {
         return Ok(a);
@@ -118,9 +120,8 @@ pub(crate) async fn query_offset(
     queue: &MessageQueue,
     exact: bool,
 ) -> Result<Option<i64>> {
-    let addr = instance
-        .master_addr_or_refresh(&queue.broker_name, &queue.topic)
-        .await?;
+    // The master, or with the master down a slave, as RocketMQ's findBrokerAddressInSubscribe.
+    let addr = addr_of(instance, queue, 0).await?;
     let header = QueryConsumerOffsetRequestHeader {
         consumer_group: group.to_owned(),
         topic: queue.topic.clone(),
@@ -151,9 +152,8 @@ pub(crate) async fn update_offset(
     offset: i64,
     wait: bool,
 ) -> Result<()> {
-    let addr = instance
-        .master_addr_or_refresh(&queue.broker_name, &queue.topic)
-        .await?;
+    // The master, or with the master down a slave, as RocketMQ's findBrokerAddressInSubscribe.
+    let addr = addr_of(instance, queue, 0).await?;
     let header = UpdateConsumerOffsetRequestHeader {
         consumer_group: group.to_owned(),
         topic: queue.topic.clone(),
@@ -177,9 +177,8 @@ async fn queue_offset_request(
     queue: &MessageQueue,
     timestamp: Option<i64>,
 ) -> Result<i64> {
-    let addr = instance
-        .master_addr_or_refresh(&queue.broker_name, &queue.topic)
-        .await?;
+    // The master, or with the master down a slave, as RocketMQ's findBrokerAddressInSubscribe.
+    let addr = addr_of(instance, queue, 0).await?;
     let req = match timestamp {
         Some(ts) => RemotingCommand::request_with_header(
             code,

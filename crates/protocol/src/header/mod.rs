@@ -8,9 +8,11 @@
 
 mod broker;
 mod namesrv;
+mod pop;
 
 pub use broker::*;
 pub use namesrv::*;
+pub use pop::*;
 
 use crate::command::ExtFields;
 

@@ -1,0 +1,482 @@
+//! POP consumption over real sockets: an in-process broker on ephemeral ports with its own store
+//! directory, driven with the remoting requests a 5.x client or the gRPC proxy sends.
+
+use std::time::{Duration, Instant};
+
+use ferrymq_broker::{Broker, BrokerConfig};
+use ferrymq_protocol::header::{
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
+    PopMessageRequestHeader, PopMessageResponseHeader, SendMessageRequestHeader, POP_INIT_MODE_MIN,
+};
+use ferrymq_protocol::message::properties::{self, keys};
+use ferrymq_protocol::message::record::RecordIter;
+use ferrymq_protocol::pop::{ExtraInfo, RetryFlag};
+use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
+use ferrymq_remoting::{ClientConfig, RemotingClient};
+
+const T: Duration = Duration::from_secs(15);
+const GROUP: &str = "popGroup";
+
+struct Harness {
+    broker: Option<Broker>,
+    client: RemotingClient,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+/// One popped message as a client sees it.
+#[derive(Debug, Clone)]
+struct Popped {
+    topic: String,
+    body: Vec<u8>,
+    handle: ExtraInfo,
+    reconsume_times: i32,
+    first_pop_time: Option<String>,
+}
+
+async fn start_broker(dir: &std::path::Path) -> Broker {
+    let c = BrokerConfig {
+        listen_port: 0,
+        broker_ip1: Some("127.0.0.1".into()),
+        store_path_root_dir: dir.to_string_lossy().into_owned(),
+        mapped_file_size_commit_log: 4 << 20,
+        mapped_file_size_consume_queue: 20 * 1000,
+        // Deterministic: the retry topic is read after the topic, never before.
+        pop_from_retry_probability: 0,
+        ..BrokerConfig::default()
+    };
+    Broker::start(c).await.unwrap()
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start_broker(dir.path()).await;
+        Harness {
+            addr: broker.broker_addr().to_owned(),
+            broker: Some(broker),
+            client: RemotingClient::new(ClientConfig::default()),
+            dir,
+        }
+    }
+
+    /// Graceful stop and start on the same store directory.
+    async fn restart(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+        let broker = start_broker(self.dir.path()).await;
+        self.addr = broker.broker_addr().to_owned();
+        self.broker = Some(broker);
+    }
+
+    async fn call(&self, req: RemotingCommand) -> RemotingCommand {
+        self.client.invoke(&self.addr, req, T).await.unwrap()
+    }
+
+    async fn send(&self, topic: &str, body: &str, queue_id: i32) {
+        let h = SendMessageRequestHeader {
+            producer_group: "pg".into(),
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            default_topic_queue_nums: 4,
+            queue_id,
+            sys_flag: 0,
+            born_timestamp: 1,
+            flag: 0,
+            properties: Some(properties::encode([(keys::TAGS, "TagA")])),
+            reconsume_times: None,
+            unit_mode: None,
+            batch: None,
+            max_reconsume_times: None,
+            broker_name: None,
+        };
+        let mut req = RemotingCommand::request(RequestCode::SendMessageV2)
+            .with_body(body.as_bytes().to_vec());
+        h.write_v2(&mut req.ext_fields);
+        let resp = self.call(req).await;
+        assert_eq!(resp.response_code(), ResponseCode::Success, "{resp:?}");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pop_with(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        invisible_ms: i64,
+        poll_ms: i64,
+        order: bool,
+        attempt: Option<&str>,
+        max: i32,
+    ) -> (RemotingCommand, Vec<Popped>) {
+        let h = PopMessageRequestHeader {
+            consumer_group: GROUP.into(),
+            topic: topic.into(),
+            queue_id,
+            max_msg_nums: max,
+            invisible_time: invisible_ms,
+            poll_time: poll_ms,
+            born_time: now_ms(),
+            init_mode: POP_INIT_MODE_MIN,
+            exp_type: Some("TAG".into()),
+            exp: Some("*".into()),
+            order: Some(order),
+            attempt_id: attempt.map(str::to_owned),
+        };
+        let resp = self
+            .call(RemotingCommand::request_with_header(
+                RequestCode::PopMessage,
+                &h,
+            ))
+            .await;
+        let body = resp.body.to_bytes();
+        let msgs = RecordIter::new(&body)
+            .map(|r| {
+                let v = r.unwrap();
+                Popped {
+                    topic: v.topic().to_owned(),
+                    body: v.body().to_vec(),
+                    handle: ExtraInfo::parse(v.property(keys::POP_CK).unwrap()).unwrap(),
+                    reconsume_times: v.reconsume_times(),
+                    first_pop_time: v.property(keys::FIRST_POP_TIME).map(str::to_owned),
+                }
+            })
+            .collect();
+        (resp, msgs)
+    }
+
+    async fn pop(&self, topic: &str, invisible_ms: i64, poll_ms: i64) -> Vec<Popped> {
+        let (resp, msgs) = self
+            .pop_with(topic, -1, invisible_ms, poll_ms, false, None, 32)
+            .await;
+        if msgs.is_empty() {
+            assert_eq!(
+                resp.response_code(),
+                ResponseCode::PollingTimeout,
+                "{resp:?}"
+            );
+        }
+        msgs
+    }
+
+    /// Pops until `n` messages arrived (sends are dispatched to consume queues asynchronously).
+    async fn pop_n(&self, topic: &str, invisible_ms: i64, n: usize) -> Vec<Popped> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            got.extend(self.pop(topic, invisible_ms, 2000).await);
+        }
+        assert_eq!(got.len(), n, "{got:?}");
+        got
+    }
+
+    /// Acks as a Java client does: the header names the topic the message was read from.
+    async fn ack(&self, topic: &str, m: &Popped) -> RemotingCommand {
+        let h = AckMessageRequestHeader {
+            consumer_group: GROUP.into(),
+            topic: m.handle.real_topic(topic, GROUP),
+            queue_id: m.handle.queue_id,
+            extra_info: m.handle.encode(),
+            offset: m.handle.queue_offset,
+        };
+        self.call(RemotingCommand::request_with_header(
+            RequestCode::AckMessage,
+            &h,
+        ))
+        .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn bodies(msgs: &[Popped]) -> Vec<String> {
+    let mut v: Vec<String> = msgs
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn pop_then_ack_is_not_redelivered() {
+    let h = Harness::start().await;
+    for (i, q) in [(0, 0), (1, 1), (2, 3)] {
+        h.send("PopAck", &format!("m{i}"), q).await;
+    }
+    let (resp, first) = h.pop_with("PopAck", -1, 1000, 3000, false, None, 32).await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    let rh: PopMessageResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(rh.invisible_time, 1000);
+    assert!(rh.start_offset_info.is_some() && rh.msg_offset_info.is_some());
+    assert_eq!(first[0].handle.pop_time, rh.pop_time);
+    let mut msgs = first.clone();
+    if msgs.len() < 3 {
+        msgs.extend(h.pop_n("PopAck", 1000, 3 - msgs.len()).await);
+    }
+    assert_eq!(bodies(&msgs), ["m0", "m1", "m2"]);
+    for m in &msgs {
+        assert_eq!(m.topic, "PopAck");
+        assert_eq!(m.handle.retry, RetryFlag::Normal);
+        assert_eq!(m.reconsume_times, 0);
+        assert_eq!(
+            h.ack("PopAck", m).await.response_code(),
+            ResponseCode::Success
+        );
+        // Idempotent.
+        assert_eq!(
+            h.ack("PopAck", m).await.response_code(),
+            ResponseCode::Success
+        );
+    }
+    // Nothing left and, after the invisible time, nothing revived.
+    assert!(h.pop("PopAck", 1000, 0).await.is_empty());
+    assert!(h.pop("PopAck", 1000, 2000).await.is_empty());
+
+    // More than 32 per pop is refused.
+    let (resp, _) = h.pop_with("PopAck", -1, 1000, 0, false, None, 33).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    let (resp, _) = h.pop_with("NoSuchTopic", -1, 1000, 0, false, None, 1).await;
+    assert_eq!(resp.response_code(), ResponseCode::TopicNotExist);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unacked_message_is_redelivered_from_the_retry_topic() {
+    let h = Harness::start().await;
+    h.send("PopRetry", "lonely", 2).await;
+    let first = h.pop_n("PopRetry", 1000, 1).await;
+    let popped_at = Instant::now();
+
+    // Long poll: woken by the retry copy that appears after the invisible time.
+    let again = h.pop("PopRetry", 1000, 6000).await;
+    assert!(popped_at.elapsed() >= Duration::from_millis(900));
+    assert_eq!(again.len(), 1, "{again:?}");
+    let m = &again[0];
+    assert_eq!(m.body, b"lonely");
+    assert_eq!(m.topic, "PopRetry");
+    assert_eq!(m.reconsume_times, 1);
+    assert_eq!(m.handle.retry, RetryFlag::RetryV1);
+    assert_eq!(
+        m.first_pop_time.as_deref(),
+        Some(first[0].handle.pop_time.to_string().as_str())
+    );
+    assert_eq!(
+        h.ack("PopRetry", m).await.response_code(),
+        ResponseCode::Success
+    );
+    assert!(h.pop("PopRetry", 1000, 2000).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn change_invisible_time_then_ack_with_the_new_handle() {
+    let h = Harness::start().await;
+    h.send("PopChange", "slow", 0).await;
+    let msgs = h.pop_n("PopChange", 1000, 1).await;
+    let m = &msgs[0];
+    let ch = ChangeInvisibleTimeRequestHeader {
+        consumer_group: GROUP.into(),
+        topic: "PopChange".into(),
+        queue_id: m.handle.queue_id,
+        extra_info: m.handle.encode(),
+        offset: m.handle.queue_offset,
+        invisible_time: 3000,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::ChangeMessageInvisibletime,
+            &ch,
+        ))
+        .await;
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    let rh: ChangeInvisibleTimeResponseHeader = resp.decode_header().unwrap();
+    assert_eq!(rh.invisible_time, 3000);
+    assert!(rh.pop_time > m.handle.pop_time);
+    let renewed = Popped {
+        handle: ExtraInfo {
+            ck_queue_offset: m.handle.queue_offset,
+            pop_time: rh.pop_time,
+            invisible_time: rh.invisible_time,
+            revive_qid: rh.revive_qid,
+            ..m.handle.clone()
+        },
+        ..m.clone()
+    };
+    // Past the old invisible time: still invisible.
+    assert!(h.pop("PopChange", 1000, 1500).await.is_empty());
+    // The old handle is useless now; the new one acks.
+    assert_eq!(
+        h.ack("PopChange", m).await.response_code(),
+        ResponseCode::Success
+    );
+    assert_eq!(
+        h.ack("PopChange", &renewed).await.response_code(),
+        ResponseCode::Success
+    );
+    assert!(h.pop("PopChange", 1000, 2500).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn orderly_pop_blocks_the_queue_until_ack() {
+    let h = Harness::start().await;
+    h.send("PopFifo", "first", 1).await;
+    h.send("PopFifo", "second", 1).await;
+    let (_, a) = h
+        .pop_with("PopFifo", 1, 3000, 3000, true, Some("a"), 1)
+        .await;
+    assert_eq!(bodies(&a), ["first"]);
+    assert_eq!(a[0].handle.revive_qid, 999);
+    // Another attempt finds the queue blocked.
+    let (resp, b) = h
+        .pop_with("PopFifo", 1, 3000, 300, true, Some("b"), 1)
+        .await;
+    assert!(b.is_empty());
+    assert_eq!(resp.response_code(), ResponseCode::PollingTimeout);
+    // The same attempt (a lost response) gets the same batch again.
+    let (_, a2) = h.pop_with("PopFifo", 1, 3000, 0, true, Some("a"), 1).await;
+    assert_eq!(bodies(&a2), ["first"]);
+    // A parked pop is woken by the ack.
+    let waiter = {
+        let client = RemotingClient::new(ClientConfig::default());
+        let addr = h.addr.clone();
+        tokio::spawn(async move {
+            let hdr = PopMessageRequestHeader {
+                consumer_group: GROUP.into(),
+                topic: "PopFifo".into(),
+                queue_id: 1,
+                max_msg_nums: 1,
+                invisible_time: 1000,
+                poll_time: 5000,
+                born_time: now_ms(),
+                init_mode: POP_INIT_MODE_MIN,
+                exp_type: None,
+                exp: None,
+                order: Some(true),
+                attempt_id: Some("c".into()),
+            };
+            let started = Instant::now();
+            let resp = client
+                .invoke(
+                    &addr,
+                    RemotingCommand::request_with_header(RequestCode::PopMessage, &hdr),
+                    T,
+                )
+                .await
+                .unwrap();
+            (resp, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.ack("PopFifo", &a2[0]).await.response_code(),
+        ResponseCode::Success
+    );
+    let (resp, waited) = waiter.await.unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    assert!(waited < Duration::from_millis(3000), "{waited:?}");
+    let body = resp.body.to_bytes();
+    let second: Vec<_> = RecordIter::new(&body)
+        .map(|r| r.unwrap().body().to_vec())
+        .collect();
+    assert_eq!(second, vec![b"second".to_vec()]);
+
+    // Not acked: after its invisible time the same message comes again, counted once more.
+    let (resp, again) = h
+        .pop_with("PopFifo", 1, 1000, 3000, true, Some("d"), 1)
+        .await;
+    assert_eq!(bodies(&again), ["second"], "{resp:?}");
+    assert_eq!(again[0].reconsume_times, 1);
+    let rh: PopMessageResponseHeader = resp.decode_header().unwrap();
+    assert!(rh.order_count_info.unwrap().contains("qo1%1 1"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn long_polling_pop_is_woken_by_a_send() {
+    let h = Harness::start().await;
+    h.send("PopWake", "seed", 0).await;
+    for m in h.pop_n("PopWake", 5000, 1).await {
+        h.ack("PopWake", &m).await;
+    }
+    let waiter = {
+        let client = RemotingClient::new(ClientConfig::default());
+        let addr = h.addr.clone();
+        tokio::spawn(async move {
+            let hdr = PopMessageRequestHeader {
+                consumer_group: GROUP.into(),
+                topic: "PopWake".into(),
+                queue_id: -1,
+                max_msg_nums: 4,
+                invisible_time: 5000,
+                poll_time: 8000,
+                born_time: now_ms(),
+                init_mode: POP_INIT_MODE_MIN,
+                exp_type: None,
+                exp: None,
+                order: None,
+                attempt_id: None,
+            };
+            let started = Instant::now();
+            let resp = client
+                .invoke(
+                    &addr,
+                    RemotingCommand::request_with_header(RequestCode::PopMessage, &hdr),
+                    T,
+                )
+                .await
+                .unwrap();
+            (resp, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.send("PopWake", "late", 3).await;
+    let (resp, waited) = waiter.await.unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::Success);
+    assert!(waited < Duration::from_millis(4000), "{waited:?}");
+    let body = resp.body.to_bytes();
+    let got: Vec<_> = RecordIter::new(&body)
+        .map(|r| r.unwrap().body().to_vec())
+        .collect();
+    assert_eq!(got, vec![b"late".to_vec()]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unacked_messages_survive_a_restart() {
+    let mut h = Harness::start().await;
+    h.send("PopRestart", "acked", 0).await;
+    h.send("PopRestart", "pending", 0).await;
+    let msgs = h.pop_n("PopRestart", 2000, 2).await;
+    assert_eq!(bodies(&msgs), ["acked", "pending"]);
+    let acked = msgs.iter().find(|m| m.body == b"acked").unwrap();
+    assert_eq!(
+        h.ack("PopRestart", acked).await.response_code(),
+        ResponseCode::Success
+    );
+
+    h.restart().await;
+
+    // Still invisible right after the restart, then redelivered once.
+    let again = h.pop("PopRestart", 2000, 6000).await;
+    assert_eq!(bodies(&again), ["pending"]);
+    assert_eq!(again[0].reconsume_times, 1);
+    assert_eq!(
+        h.ack("PopRestart", &again[0]).await.response_code(),
+        ResponseCode::Success
+    );
+    assert!(h.pop("PopRestart", 2000, 2500).await.is_empty());
+    h.stop().await;
+}
