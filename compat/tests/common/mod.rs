@@ -146,6 +146,8 @@ pub struct Ferrymq {
     dir: Option<tempfile::TempDir>,
     pub namesrv_port: u16,
     pub broker_port: u16,
+    /// Port of the embedded gRPC endpoint (5.x SDKs), private like the others.
+    pub grpc_port: u16,
     options: BrokerOptions,
     child: Option<Child>,
     /// Incremented on every start; each start logs to its own file.
@@ -166,12 +168,14 @@ impl Ferrymq {
             .expect("create temp dir");
         let namesrv_port = pick_port(&[0]);
         let broker_port = pick_port(&[0, 2]);
+        let grpc_port = pick_port(&[0]);
         let mut f = Ferrymq {
             name: name.to_owned(),
             bin,
             dir: Some(dir),
             namesrv_port,
             broker_port,
+            grpc_port,
             options,
             child: None,
             generation: 0,
@@ -203,6 +207,11 @@ impl Ferrymq {
 
     pub fn broker_addr(&self) -> String {
         format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    /// The gRPC endpoint, `127.0.0.1:port`.
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
     }
 
     fn write_conf(&self) {
@@ -240,6 +249,8 @@ impl Ferrymq {
             .arg(self.conf_path())
             .arg("--namesrv-listen")
             .arg(self.namesrv_addr())
+            .arg("--grpc-listen")
+            .arg(self.grpc_addr())
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
             .env("HOME", self.dir())

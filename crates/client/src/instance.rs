@@ -400,8 +400,10 @@ impl ClientInstance {
     // ----- requests -------------------------------------------------------------------------
 
     /// Sends a request and waits for the answer (transport failures become errors; response
-    /// codes are left to the caller).
-    pub(crate) async fn invoke(
+    /// codes are left to the caller). Public for components that speak to brokers on the
+    /// instance's connections with requests the clients here do not wrap (the gRPC proxy's POP
+    /// calls).
+    pub async fn invoke(
         &self,
         addr: &str,
         request: RemotingCommand,
@@ -431,7 +433,8 @@ impl ClientInstance {
         Ok(response)
     }
 
-    pub(crate) async fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
+    /// Sends a one-way request (no answer is awaited).
+    pub async fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
         if self.is_shutdown() {
             return Err(ClientError::Shutdown);
         }
@@ -552,8 +555,9 @@ impl ClientInstance {
         self.inner.routes.read().get(topic).cloned()
     }
 
-    /// The cached route, fetched first if there is none.
-    pub(crate) async fn route(&self, topic: &str) -> Result<Arc<TopicRouteData>> {
+    /// The cached route, fetched first if there is none (cached routes are refreshed every
+    /// `route_refresh_interval`).
+    pub async fn route(&self, topic: &str) -> Result<Arc<TopicRouteData>> {
         if let Some(r) = self.cached_route(topic) {
             return Ok(r);
         }
@@ -630,11 +634,7 @@ impl ClientInstance {
     }
 
     /// The master address, refreshing `topic`'s route once if it is unknown.
-    pub(crate) async fn master_addr_or_refresh(
-        &self,
-        broker_name: &str,
-        topic: &str,
-    ) -> Result<String> {
+    pub async fn master_addr_or_refresh(&self, broker_name: &str, topic: &str) -> Result<String> {
         if let Some(a) = self.master_addr(broker_name) {
             return Ok(a);
         }

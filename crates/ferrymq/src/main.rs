@@ -1,5 +1,6 @@
 //! The `ferrymq` command line: parses arguments and wires the components together —
-//! `namesrv`, `broker`, `standalone` (both in one process) and the offline `store` tools.
+//! `namesrv`, `broker`, `proxy` (the 5.x gRPC endpoint), `standalone` (name server, broker and
+//! gRPC endpoint in one process) and the offline `store` tools.
 
 mod admin;
 mod bench;
@@ -14,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
+use ferrymq_proxy::{Proxy, ProxyConfig};
 
 #[derive(Parser)]
 #[command(
@@ -46,7 +48,16 @@ enum Command {
         #[arg(short = 'n', long = "namesrv-addr", env = "NAMESRV_ADDR")]
         namesrv_addr: Option<String>,
     },
-    /// Run a NameServer and a broker in one process, zero configuration.
+    /// Run the RocketMQ 5.x gRPC endpoint (for the official 5.x SDKs) in front of a cluster.
+    Proxy {
+        /// NameServer addresses, `host:port;host:port`.
+        #[arg(short = 'n', long = "namesrv-addr", env = "NAMESRV_ADDR")]
+        namesrv_addr: String,
+        /// gRPC listen address (TLS and plaintext on the same port).
+        #[arg(long, default_value = "0.0.0.0:8081")]
+        listen: SocketAddr,
+    },
+    /// Run a NameServer, a broker and the gRPC endpoint in one process, zero configuration.
     Standalone {
         /// A RocketMQ broker.conf for the broker part.
         #[arg(short = 'c', long = "config")]
@@ -54,6 +65,13 @@ enum Command {
         /// Listen address of the embedded NameServer.
         #[arg(long, default_value = "0.0.0.0:9876")]
         namesrv_listen: SocketAddr,
+        /// Listen address of the embedded gRPC endpoint (5.x SDKs) [default: 0.0.0.0:8081;
+        /// if that port is taken the endpoint is skipped with a warning].
+        #[arg(long)]
+        grpc_listen: Option<SocketAddr>,
+        /// Do not start the gRPC endpoint.
+        #[arg(long)]
+        no_grpc: bool,
     },
     /// Administer topics, groups, brokers and messages (mqadmin's commands and flags).
     Admin(admin::AdminCommand),
@@ -102,10 +120,26 @@ fn main() -> ExitCode {
                 config,
                 namesrv_addr,
             } => run_broker(config.as_deref(), namesrv_addr).await,
+            Command::Proxy {
+                namesrv_addr,
+                listen,
+            } => run_proxy(namesrv_addr, listen).await,
             Command::Standalone {
                 config,
                 namesrv_listen,
-            } => run_standalone(config.as_deref(), namesrv_listen).await,
+                grpc_listen,
+                no_grpc,
+            } => {
+                let grpc = if no_grpc {
+                    GrpcListen::Off
+                } else {
+                    match grpc_listen {
+                        Some(addr) => GrpcListen::Required(addr),
+                        None => GrpcListen::Default,
+                    }
+                };
+                run_standalone(config.as_deref(), namesrv_listen, grpc).await
+            }
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Store(_) | Command::Admin(_) => Ok(()),
         }
@@ -186,7 +220,36 @@ fn default_standalone_root() -> PathBuf {
         .join("store")
 }
 
-async fn run_standalone(config_path: Option<&Path>, namesrv_listen: SocketAddr) -> Result<()> {
+async fn run_proxy(namesrv_addr: String, listen: SocketAddr) -> Result<()> {
+    if namesrv_addr.trim().is_empty() {
+        bail!("no name server configured (-n or NAMESRV_ADDR)");
+    }
+    let config = ProxyConfig {
+        listen,
+        ..ProxyConfig::new(namesrv_addr)
+    };
+    let proxy = Proxy::start(config)
+        .await
+        .context("cannot start the gRPC proxy")?;
+    logging::shutdown_signal().await;
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// Whether and where standalone serves gRPC.
+enum GrpcListen {
+    Off,
+    /// Port 8081 if free: a second standalone on one host still starts, without gRPC.
+    Default,
+    /// The address given on the command line; failing to bind it fails the start.
+    Required(SocketAddr),
+}
+
+async fn run_standalone(
+    config_path: Option<&Path>,
+    namesrv_listen: SocketAddr,
+    grpc_listen: GrpcListen,
+) -> Result<()> {
     let mut config = broker_config(config_path)?;
     let text = config_path.map(read_conf).transpose()?.unwrap_or_default();
     let has_key = |key: &str| {
@@ -232,8 +295,40 @@ async fn run_standalone(config_path: Option<&Path>, namesrv_listen: SocketAddr) 
             bail!("cannot start the broker: {e}");
         }
     };
-    tracing::info!(broker = %broker.broker_addr(), namesrv = %ns_local, "standalone ready: NAMESRV_ADDR={ns_local}");
+    let (listen, required) = match grpc_listen {
+        GrpcListen::Off => (None, false),
+        GrpcListen::Default => (Some(SocketAddr::from(([0, 0, 0, 0], 8081))), false),
+        GrpcListen::Required(addr) => (Some(addr), true),
+    };
+    let proxy = match listen {
+        Some(listen) => match Proxy::start(ProxyConfig {
+            listen,
+            ..ProxyConfig::new(ns_local.to_string())
+        })
+        .await
+        {
+            Ok(p) => Some(p),
+            Err(e) if !required => {
+                tracing::warn!(error = %e, "gRPC endpoint not started (use --grpc-listen to pick another address)");
+                None
+            }
+            Err(e) => {
+                broker.shutdown().await;
+                namesrv.shutdown().await;
+                bail!("cannot start the gRPC proxy: {e}");
+            }
+        },
+        None => None,
+    };
+    let grpc = proxy
+        .as_ref()
+        .map(|p| p.local_addr().to_string())
+        .unwrap_or_else(|| "off".to_owned());
+    tracing::info!(broker = %broker.broker_addr(), namesrv = %ns_local, %grpc, "standalone ready: NAMESRV_ADDR={ns_local}");
     logging::shutdown_signal().await;
+    if let Some(p) = proxy {
+        p.shutdown().await;
+    }
     broker.shutdown().await;
     namesrv.shutdown().await;
     Ok(())
