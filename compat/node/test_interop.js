@@ -63,7 +63,7 @@ class Broker {
     this.addr = `127.0.0.1:${this.port}`;
     this.conf = path.join(WORK, 'broker.conf');
     fs.writeFileSync(this.conf, `brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort=${this.port}\n` +
-      `brokerIP1=127.0.0.1\nstorePathRootDir=${path.join(WORK, 'store')}\n`);
+      `brokerIP1=127.0.0.1\nstorePathRootDir=${path.join(WORK, 'store')}\nmappedFileSizeCommitLog=67108864\n`);
     this.starts = 0;
   }
 

@@ -105,7 +105,8 @@ class Broker:
         with open(self.conf, "w") as f:
             f.write("brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\n"
                     "listenPort=%d\nbrokerIP1=127.0.0.1\nstorePathRootDir=%s\n"
-                    "transactionTimeOut=2000\ntransactionCheckInterval=1000\n" % (self.port, self.store))
+                    "transactionTimeOut=2000\ntransactionCheckInterval=1000\n"
+                    "mappedFileSizeCommitLog=67108864\n" % (self.port, self.store))
         self.proc = None
         self.starts = 0
 

@@ -148,6 +148,8 @@ pub struct Ferrymq {
     pub broker_port: u16,
     /// Port of the embedded gRPC endpoint (5.x SDKs), private like the others.
     pub grpc_port: u16,
+    /// Master HA port (RocketMQ's default listenPort + 1 could belong to another test).
+    pub ha_port: u16,
     options: BrokerOptions,
     child: Option<Child>,
     /// Incremented on every start; each start logs to its own file.
@@ -169,6 +171,7 @@ impl Ferrymq {
         let namesrv_port = pick_port(&[0]);
         let broker_port = pick_port(&[0, 2]);
         let grpc_port = pick_port(&[0]);
+        let ha_port = pick_port(&[0]);
         let mut f = Ferrymq {
             name: name.to_owned(),
             bin,
@@ -176,6 +179,7 @@ impl Ferrymq {
             namesrv_port,
             broker_port,
             grpc_port,
+            ha_port,
             options,
             child: None,
             generation: 0,
@@ -227,6 +231,10 @@ impl Ferrymq {
         writeln!(conf, "listenPort={}", self.broker_port).unwrap();
         writeln!(conf, "brokerIP1=127.0.0.1").unwrap();
         writeln!(conf, "storePathRootDir={}", self.store_dir().display()).unwrap();
+        writeln!(conf, "haListenPort={}", self.ha_port).unwrap();
+        // 64 MiB segments instead of 1 GiB: tests run in parallel and every store pre-allocates
+        // its next segment, which at the default size could fill a small CI disk.
+        writeln!(conf, "mappedFileSizeCommitLog={}", 64 << 20).unwrap();
         for (k, v) in &self.options.conf {
             writeln!(conf, "{k}={v}").unwrap();
         }
