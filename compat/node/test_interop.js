@@ -59,11 +59,13 @@ class Broker {
   async init() {
     this.nsPort = await freePort(false);
     this.port = await freePort(true);
+    this.haPort = await freePort(false);
     this.ns = `127.0.0.1:${this.nsPort}`;
     this.addr = `127.0.0.1:${this.port}`;
     this.conf = path.join(WORK, 'broker.conf');
     fs.writeFileSync(this.conf, `brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\nlistenPort=${this.port}\n` +
-      `brokerIP1=127.0.0.1\nstorePathRootDir=${path.join(WORK, 'store')}\nmappedFileSizeCommitLog=67108864\n`);
+      `brokerIP1=127.0.0.1\nstorePathRootDir=${path.join(WORK, 'store')}\nmappedFileSizeCommitLog=67108864\n` +
+      `haListenPort=${this.haPort}\n`);
     this.starts = 0;
   }
 

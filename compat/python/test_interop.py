@@ -99,6 +99,7 @@ class Broker:
     def __init__(self):
         self.ns_port = free_port()
         self.port = free_port(need_minus_2=True)
+        self.ha_port = free_port()
         self.ns = "127.0.0.1:%d" % self.ns_port
         self.store = os.path.join(WORK, "store")
         self.conf = os.path.join(WORK, "broker.conf")
@@ -106,7 +107,8 @@ class Broker:
             f.write("brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\n"
                     "listenPort=%d\nbrokerIP1=127.0.0.1\nstorePathRootDir=%s\n"
                     "transactionTimeOut=2000\ntransactionCheckInterval=1000\n"
-                    "mappedFileSizeCommitLog=67108864\n" % (self.port, self.store))
+                    "mappedFileSizeCommitLog=67108864\nhaListenPort=%d\n"
+                    % (self.port, self.store, self.ha_port))
         self.proc = None
         self.starts = 0
 
