@@ -41,6 +41,10 @@ properties_struct! {
         store_path_commit_log: Option<String> = None => "storePathCommitLog",
         mapped_file_size_commit_log: u64 = 1024 * 1024 * 1024 => "mappedFileSizeCommitLog",
         mapped_file_size_consume_queue: u64 = 300_000 * 20 => "mappedFileSizeConsumeQueue",
+        /// Prime each new commit-log segment into the page cache (by reading it, off the append
+        /// path) before the appender reaches it. Unlike RocketMQ's write-touching, this dirties
+        /// nothing, so it is on by default.
+        warm_mapped_file_enable: bool = true => "warmMapedFileEnable",
         /// ASYNC_FLUSH or SYNC_FLUSH.
         flush_disk_type: String = "ASYNC_FLUSH".to_owned() => "flushDiskType",
         flush_interval_commit_log: u64 = 500 => "flushIntervalCommitLog",
@@ -106,7 +110,6 @@ pub const IGNORED_JAVA_KEYS: &[&str] = &[
     "endTransactionThreadPoolNums",
     "useReentrantLockWhenPutMessage",
     "transientStorePoolEnable",
-    "warmMapedFileEnable",
     "osPageCacheBusyTimeOutMills",
     "serverWorkerThreads",
     "serverSelectorThreads",

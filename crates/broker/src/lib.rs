@@ -68,6 +68,7 @@ fn store_config(c: &BrokerConfig) -> StoreConfig {
     let mut s = StoreConfig::new(PathBuf::from(&c.store_path_root_dir));
     s.mapped_file_size_commit_log = c.mapped_file_size_commit_log as usize;
     s.mapped_file_size_consume_queue = c.mapped_file_size_consume_queue as usize;
+    s.warm_mapped_file_enable = c.warm_mapped_file_enable;
     s.flush_disk_type = if c.sync_flush() {
         FlushDiskType::SyncFlush
     } else {

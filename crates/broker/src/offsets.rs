@@ -89,6 +89,14 @@ impl ConsumerOffsets {
         t.dirty = true;
     }
 
+    /// Whether an admin reset of the queue waits for its next pull or pop.
+    pub fn reset_pending(&self, topic: &str, group: &str, queue_id: i32) -> bool {
+        let t = self.tables.lock();
+        t.pending_resets
+            .get(&(topic.to_owned(), group.to_owned()))
+            .is_some_and(|q| q.contains_key(&queue_id))
+    }
+
     /// Takes the pending reset of a queue, if any.
     pub fn take_reset(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
         let mut t = self.tables.lock();

@@ -33,7 +33,7 @@ const TIMER_KEYS: [&str; 3] = [
     keys::TIMER_DELAY_MS,
 ];
 
-/// Strips timer properties (when a delay level wins, or on delivery).
+/// Strips timer properties (when a delay level wins).
 pub fn without_timer_properties(props: &str) -> String {
     let mut out = props.to_owned();
     for k in TIMER_KEYS {
@@ -46,6 +46,10 @@ pub fn without_timer_properties(props: &str) -> String {
 
 /// The due time a message asks for, if it is a timer message; `Err` when the value is unusable.
 fn due_time(props: &str, now: i64) -> Option<Result<i64, &'static str>> {
+    if properties::get(props, keys::TIMER_OUT_MS).is_some() {
+        // Already went through the timer (a delivered copy, e.g. sent back for a retry).
+        return None;
+    }
     let parse = |k: &str| properties::get(props, k).map(|v| v.trim().parse::<i64>());
     if let Some(v) = parse(keys::TIMER_DELAY_SEC) {
         return Some(
@@ -157,7 +161,12 @@ async fn deliver(s: &BrokerState, physical_offset: i64) -> bool {
     ) else {
         return true;
     };
-    let mut props = without_timer_properties(v.properties());
+    // The delivered copy keeps the timer properties (5.x consumers read the delivery time and
+    // type from them); its TIMER_OUT_MS keeps it from being parked again, as in RocketMQ.
+    let mut props = properties::without(
+        &properties::without(v.properties(), keys::REAL_TOPIC),
+        keys::REAL_QUEUE_ID,
+    );
     properties::push(
         &mut props,
         keys::TIMER_DEQUEUE_MS,

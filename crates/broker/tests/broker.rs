@@ -670,7 +670,18 @@ async fn timer_message_is_delivered_at_its_time_not_before() {
     loop {
         let r = h.pull("cg", "Later", 0, 0, "*", 1000).await;
         if r.response_code() == ResponseCode::Success {
-            assert_eq!(records(&r)[0].1, b"tick");
+            let (topic, body, props, _) = &records(&r)[0];
+            assert_eq!((topic.as_str(), body.as_slice()), ("Later", &b"tick"[..]));
+            // The delivered copy keeps its delivery time (5.x consumers report it) and is marked
+            // as having passed the timer; the parking coordinates are gone.
+            let due_text = due.to_string();
+            assert_eq!(
+                properties::get(props, keys::TIMER_DELIVER_MS),
+                Some(due_text.as_str())
+            );
+            assert!(properties::get(props, keys::TIMER_OUT_MS).is_some());
+            assert!(properties::get(props, keys::TIMER_DEQUEUE_MS).is_some());
+            assert_eq!(properties::get(props, keys::REAL_TOPIC), None);
             // Rounded down to whole seconds, never more than a second early.
             assert!(ferrymq_broker::state::BrokerState::now_ms() >= due - 1000);
             break;

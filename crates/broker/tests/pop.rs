@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use ferrymq_broker::{Broker, BrokerConfig};
+use ferrymq_protocol::body::{AckBitSet, BatchAck, BatchAckMessageRequestBody};
 use ferrymq_protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
     PopMessageRequestHeader, PopMessageResponseHeader, SendMessageRequestHeader, POP_INIT_MODE_MIN,
@@ -184,6 +185,45 @@ impl Harness {
             &h,
         ))
         .await
+    }
+
+    /// CHANGE_MESSAGE_INVISIBLETIME with `m`'s handle; the response and, on success, the new
+    /// handle built as the proxy does.
+    async fn change(
+        &self,
+        topic: &str,
+        m: &Popped,
+        invisible_ms: i64,
+    ) -> (RemotingCommand, Option<Popped>) {
+        let ch = ChangeInvisibleTimeRequestHeader {
+            consumer_group: GROUP.into(),
+            topic: m.handle.real_topic(topic, GROUP),
+            queue_id: m.handle.queue_id,
+            extra_info: m.handle.encode(),
+            offset: m.handle.queue_offset,
+            invisible_time: invisible_ms,
+        };
+        let resp = self
+            .call(RemotingCommand::request_with_header(
+                RequestCode::ChangeMessageInvisibletime,
+                &ch,
+            ))
+            .await;
+        if resp.response_code() != ResponseCode::Success {
+            return (resp, None);
+        }
+        let rh: ChangeInvisibleTimeResponseHeader = resp.decode_header().unwrap();
+        let renewed = Popped {
+            handle: ExtraInfo {
+                ck_queue_offset: m.handle.queue_offset,
+                pop_time: rh.pop_time,
+                invisible_time: rh.invisible_time,
+                revive_qid: rh.revive_qid,
+                ..m.handle.clone()
+            },
+            ..m.clone()
+        };
+        (resp, Some(renewed))
     }
 
     async fn stop(mut self) {
@@ -478,5 +518,228 @@ async fn unacked_messages_survive_a_restart() {
         ResponseCode::Success
     );
     assert!(h.pop("PopRestart", 2000, 2500).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn change_invisible_time_retried_then_ack_with_the_returned_handle() {
+    let h = Harness::start().await;
+    h.send("PopChangeRetry", "m", 0).await;
+    let msgs = h.pop_n("PopChangeRetry", 1000, 1).await;
+    let m = &msgs[0];
+    // A lost response: the same change is sent three times with the old handle.
+    let (r1, n1) = h.change("PopChangeRetry", m, 3000).await;
+    assert_eq!(r1.response_code(), ResponseCode::Success, "{r1:?}");
+    let (r2, n2) = h.change("PopChangeRetry", m, 3000).await;
+    assert_eq!(r2.response_code(), ResponseCode::Success, "{r2:?}");
+    let (_, n3) = h.change("PopChangeRetry", m, 3000).await;
+    let (n1, n2, n3) = (n1.unwrap(), n2.unwrap(), n3.unwrap());
+    assert_eq!(n1.handle, n2.handle);
+    assert_eq!(n1.handle, n3.handle);
+    // Any of the returned handles acks the message for good.
+    assert_eq!(
+        h.ack("PopChangeRetry", &n2).await.response_code(),
+        ResponseCode::Success
+    );
+    // Now it is no longer in flight: a change is refused instead of handing out a dead handle.
+    let (r4, _) = h.change("PopChangeRetry", &n1, 3000).await;
+    assert_eq!(r4.response_code(), ResponseCode::NoMessage, "{r4:?}");
+    // Past both the old and the new invisible time (+ grace): never redelivered.
+    assert!(h.pop("PopChangeRetry", 1000, 5000).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn batch_ack_settles_a_whole_batch() {
+    let h = Harness::start().await;
+    for i in 0..5 {
+        h.send("PopBatchAck", &format!("b{i}"), 1).await;
+    }
+    let msgs = h.pop_n("PopBatchAck", 1000, 5).await;
+    // Acked in two BATCH_ACK_MESSAGE entries per pop batch (Java groups by start offset).
+    let mut acks: Vec<BatchAck> = Vec::new();
+    for m in &msgs {
+        let hd = &m.handle;
+        let pos = (hd.queue_offset - hd.ck_queue_offset) as u32;
+        match acks
+            .iter_mut()
+            .find(|a| a.start_offset == hd.ck_queue_offset && a.pop_time == hd.pop_time)
+        {
+            Some(a) => a.bit_set.insert(pos),
+            None => {
+                let mut bits = AckBitSet::default();
+                bits.insert(pos);
+                acks.push(BatchAck {
+                    consumer_group: GROUP.into(),
+                    topic: "PopBatchAck".into(),
+                    retry: "0".into(),
+                    start_offset: hd.ck_queue_offset,
+                    queue_id: hd.queue_id,
+                    revive_queue_id: hd.revive_qid,
+                    pop_time: hd.pop_time,
+                    invisible_time: hd.invisible_time,
+                    bit_set: bits,
+                });
+            }
+        }
+    }
+    let body = BatchAckMessageRequestBody {
+        broker_name: "b".into(),
+        acks,
+    };
+    let req = RemotingCommand::request(RequestCode::BatchAckMessage)
+        .with_body(serde_json::to_vec(&body).unwrap());
+    let resp = h.call(req).await;
+    assert_eq!(resp.response_code(), ResponseCode::Success, "{resp:?}");
+    assert!(h.pop("PopBatchAck", 1000, 3500).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_error_codes() {
+    let h = Harness::start().await;
+    h.send("PopBad", "x", 0).await;
+    let msgs = h.pop_n("PopBad", 5000, 1).await;
+    let m = &msgs[0];
+    // Unreadable receipt handles.
+    for extra in [
+        "garbage",
+        "1 2 3",
+        "x 1 2 3 0 b 0 1",
+        "9223372036854775807 9223372036854775807 9223372036854775807 1 0 b 0 0",
+    ] {
+        let hd = AckMessageRequestHeader {
+            consumer_group: GROUP.into(),
+            topic: "PopBad".into(),
+            queue_id: 0,
+            extra_info: extra.into(),
+            offset: 0,
+        };
+        let resp = h
+            .call(RemotingCommand::request_with_header(
+                RequestCode::AckMessage,
+                &hd,
+            ))
+            .await;
+        assert!(
+            matches!(
+                resp.response_code(),
+                ResponseCode::SystemError | ResponseCode::Success
+            ),
+            "{extra}: {resp:?}"
+        );
+    }
+    // Batch-ack bodies: not JSON, empty, a bit set far past any offset.
+    for body in [
+        &b"{not json"[..],
+        br#"{"acks":[]}"#,
+        br#"{"acks":[{"c":"popGroup","t":"PopBad","r":"0","so":9223372036854775800,"q":0,"rq":0,"pt":1,"it":1,"b":"/////w=="}]}"#,
+        br#"{"acks":[{"c":"popGroup","t":"PopBad","r":"7","so":0,"q":0,"rq":0,"pt":1,"it":1,"b":"AQ=="}]}"#,
+    ] {
+        let resp = h
+            .call(RemotingCommand::request(RequestCode::BatchAckMessage).with_body(body.to_vec()))
+            .await;
+        assert_ne!(resp.response_code(), ResponseCode::Unknown(-1), "{resp:?}");
+    }
+    // Out-of-range times.
+    for invisible in [0, -5, i64::MAX, i64::MIN] {
+        let (resp, got) = h.pop_with("PopBad", -1, invisible, 0, false, None, 1).await;
+        assert_eq!(
+            resp.response_code(),
+            ResponseCode::InvalidParameter,
+            "{invisible}"
+        );
+        assert!(got.is_empty());
+        let (resp, _) = h.change("PopBad", m, invisible.min(-1)).await;
+        assert_eq!(
+            resp.response_code(),
+            ResponseCode::InvalidParameter,
+            "{invisible}"
+        );
+    }
+    let (resp, _) = h.change("PopBad", m, i64::MAX).await;
+    assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
+    // A huge poll time or born time is no overflow either.
+    let hd = PopMessageRequestHeader {
+        consumer_group: GROUP.into(),
+        topic: "PopBad".into(),
+        queue_id: -1,
+        max_msg_nums: 1,
+        invisible_time: 5000,
+        poll_time: i64::MIN,
+        born_time: i64::MAX,
+        init_mode: POP_INIT_MODE_MIN,
+        exp_type: None,
+        exp: None,
+        order: None,
+        attempt_id: None,
+    };
+    let resp = h
+        .call(RemotingCommand::request_with_header(
+            RequestCode::PopMessage,
+            &hd,
+        ))
+        .await;
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::PollingTimeout,
+        "{resp:?}"
+    );
+    // The broker still works, and the message is still in flight for its real handle.
+    assert_eq!(
+        h.ack("PopBad", m).await.response_code(),
+        ResponseCode::Success
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_pops_and_acks_lose_and_duplicate_nothing() {
+    let h = Harness::start().await;
+    const N: usize = 60;
+    for i in 0..N {
+        h.send("PopConc", &format!("c{i:02}"), 0).await;
+    }
+    let h = std::sync::Arc::new(h);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let (_, msgs) = h.pop_with("PopConc", 0, 20_000, 300, false, None, 3).await;
+                if msgs.is_empty() && got.len() + 1 > 0 {
+                    // Others may still hold the rest; stop after an empty poll.
+                    break;
+                }
+                for m in msgs {
+                    let resp = h.ack("PopConc", &m).await;
+                    assert_eq!(resp.response_code(), ResponseCode::Success);
+                    got.push(String::from_utf8_lossy(&m.body).into_owned());
+                }
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    // Pick up anything left (sends are dispatched asynchronously).
+    while all.len() < N {
+        let more = h.pop("PopConc", 20_000, 1000).await;
+        if more.is_empty() {
+            break;
+        }
+        for m in more {
+            h.ack("PopConc", &m).await;
+            all.push(String::from_utf8_lossy(&m.body).into_owned());
+        }
+    }
+    all.sort();
+    let expected: Vec<String> = (0..N).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(all, expected);
+    let h = std::sync::Arc::try_unwrap(h).ok().unwrap();
     h.stop().await;
 }

@@ -7,8 +7,11 @@
 //! latency instead of silently lowering the load (no coordinated omission). The schedule is kept
 //! by a pacer thread rather than Tokio timers: those fire on whole milliseconds, which made
 //! every send start up to a millisecond late (counted as latency) and released the sends of a
-//! millisecond as one burst. Latencies go to per-sender HDR histograms merged at the end; the
-//! live line reads only counters.
+//! millisecond as one burst. Due sends wait in one queue that every idle sender takes from, as
+//! requests wait for any free thread of a pool: with a queue per sender, one slow send would
+//! hold back the sends dealt to that sender while others sat idle, and the bench would measure
+//! its own head-of-line blocking. Latencies go to per-sender HDR histograms merged at the end;
+//! the live line reads only counters.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -308,16 +311,15 @@ async fn start_producer(a: &ProduceArgs) -> Result<Producer> {
 /// what has come due, so a send starts at most this much (plus timer slack) after its due time.
 const PACER_TICK: Duration = Duration::from_micros(100);
 
-/// Starts the `--rate` pacer: a thread that hands send `i` (due at `start + i / rate`) to sender
-/// `i % workers` once it is due, so sends start within about [`PACER_TICK`] of their due time.
-/// Stops when `stop` is set; the senders then see their channel close.
-fn start_pacer(
-    rate: u64,
-    workers: usize,
-    start: Instant,
-    stop: Arc<Counters>,
-) -> Result<Vec<mpsc::UnboundedReceiver<Instant>>> {
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+/// The schedule shared by the senders: idle senders wait in line (a fair lock) for the next due
+/// send.
+type DueQueue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Instant>>>;
+
+/// Starts the `--rate` pacer: a thread that queues send `i` (due at `start + i / rate`) once it
+/// is due, so sends start within about [`PACER_TICK`] of their due time when a sender is free.
+/// Stops when `stop` is set; the senders then see the queue close.
+fn start_pacer(rate: u64, start: Instant, stop: Arc<Counters>) -> Result<DueQueue> {
+    let (tx, rx) = mpsc::unbounded_channel();
     let every = Duration::from_secs_f64(1.0 / rate as f64);
     std::thread::Builder::new()
         .name("bench-pacer".into())
@@ -331,14 +333,15 @@ fn start_pacer(
                         std::thread::sleep((due - now).max(PACER_TICK));
                         break;
                     }
-                    // A sender that has ended (-q reached) just misses its turns.
-                    let _ = txs[(i % workers as u64) as usize].send(due);
+                    if tx.send(due).is_err() {
+                        return;
+                    }
                     i += 1;
                 }
             }
         })
         .context("cannot start the pacer thread")?;
-    Ok(rxs)
+    Ok(Arc::new(tokio::sync::Mutex::new(rx)))
 }
 
 async fn produce_loop(
@@ -347,7 +350,7 @@ async fn produce_loop(
     batch: Option<(usize, usize)>,
     counters: Arc<Counters>,
     worker: usize,
-    mut due: Option<mpsc::UnboundedReceiver<Instant>>,
+    due: Option<DueQueue>,
 ) -> Histogram<u64> {
     let mut hist = histogram();
     let body = payload(args.size);
@@ -355,8 +358,8 @@ async fn produce_loop(
     let per_request = batch.map_or(1, |(n, _)| n as u64);
     let mut in_flight = futures_util_lite::InFlight::default();
     while !counters.stop.load(Ordering::Relaxed) {
-        let planned = match &mut due {
-            Some(ticks) => match ticks.recv().await {
+        let planned = match &due {
+            Some(queue) => match queue.lock().await.recv().await {
                 Some(at) => at,
                 None => break,
             },
@@ -473,23 +476,19 @@ async fn run_produce(args: ProduceArgs, batch: Option<(usize, usize)>) -> Result
     let bar = progress_bar(args.common.json);
     let args = Arc::new(args);
     let start = Instant::now();
-    let pacing: Vec<Option<mpsc::UnboundedReceiver<Instant>>> = if args.rate > 0 {
-        start_pacer(args.rate, args.threads, start, counters.clone())?
-            .into_iter()
-            .map(Some)
-            .collect()
-    } else {
-        (0..args.threads).map(|_| None).collect()
+    let pacing = match args.rate {
+        0 => None,
+        rate => Some(start_pacer(rate, start, counters.clone())?),
     };
     let mut tasks = Vec::with_capacity(args.threads);
-    for (w, due) in pacing.into_iter().enumerate() {
+    for w in 0..args.threads {
         tasks.push(tokio::spawn(produce_loop(
             producer.clone(),
             args.clone(),
             batch,
             counters.clone(),
             w,
-            due,
+            pacing.clone(),
         )));
     }
     supervise(&counters, &bar, "sent", args.common.duration, args.quantity).await;

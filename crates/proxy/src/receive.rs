@@ -424,11 +424,24 @@ pub(crate) async fn change_invisible_raw(
         .instance
         .invoke(&addr, request, ctx.request_timeout)
         .await?;
-    if resp.response_code() != ResponseCode::Success {
-        return Err(Failure::new(
-            broker_code(resp.response_code()),
-            resp.remark.clone().unwrap_or_default(),
-        ));
+    match resp.response_code() {
+        ResponseCode::Success => {}
+        // The broker no longer has the message in flight (acked, revived, or the handle was
+        // already moved and forgotten): the handle is dead, which is what the client must hear.
+        ResponseCode::NoMessage => {
+            return Err(Failure::new(
+                Code::InvalidReceiptHandle,
+                resp.remark
+                    .clone()
+                    .unwrap_or_else(|| "the message is no longer in flight".into()),
+            ))
+        }
+        code => {
+            return Err(Failure::new(
+                broker_code(code),
+                resp.remark.clone().unwrap_or_default(),
+            ))
+        }
     }
     let rh: ChangeInvisibleTimeResponseHeader = resp.decode_header().map_err(|e| {
         Failure::new(

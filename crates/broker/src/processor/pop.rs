@@ -23,8 +23,7 @@
 //!   queues it read (and of the retry queue), on orderly unblocks, or until a blocked queue's
 //!   batch expires; when `pollTime` is over it answers POLLING_TIMEOUT.
 
-use std::collections::{HashMap, HashSet};
-use std::pin::pin;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,10 +46,10 @@ use ferrymq_protocol::{naming, RemotingCommand, ResponseCode};
 use ferrymq_store::{GetMessageStatus, MessageFilter};
 use parking_lot::Mutex;
 use rand::Rng;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::pop_checkpoint::{append_checkpoint, Checkpoints, CkKey};
+use super::pop_ack::{refuse_on_slave, MAX_INVISIBLE_MS};
+use super::pop_checkpoint::{start_checkpoint, Checkpoints, CkKey, CkWrite};
 use super::pop_order::OrderInfoTable;
 use super::pull::{build_filter, PullFilter};
 use super::{err, header, ok, Reply};
@@ -59,19 +58,23 @@ use crate::topic_table::REVIVE_QUEUES;
 
 /// A request whose `bornTime + pollTime` lies further back than this is answered at once.
 const BORN_TIME_SLACK_MS: i64 = 500;
+/// Longest long poll honoured (the proxy asks for at most 20 s, Java clients for 15–20 s).
+const MAX_POLL_MS: i64 = 60_000;
+/// Shortest invisible time of a pop: below it un-acked messages would come back before a
+/// client could possibly ack them, over and over.
+const MIN_POP_INVISIBLE_MS: i64 = 1000;
 
 /// Everything POP shares between requests and the revive task.
 pub struct PopState {
     pub checkpoints: Checkpoints,
     pub order: OrderInfoTable,
-    /// `topic@group@queueId` keys being popped or acked (orderly) right now.
-    locks: Mutex<HashSet<String>>,
+    /// `topic@group@queueId` locks of queues being popped or acked (orderly) right now; an
+    /// entry lives while someone holds or waits for it.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Parked requests per polling key, and in total.
     polling: Mutex<HashMap<String, usize>>,
     polling_total: AtomicUsize,
     revive_counter: AtomicU64,
-    /// Woken when an orderly queue's batch is fully acked.
-    pub unblocked: Notify,
     /// Cancelled at shutdown so parked requests answer at once.
     pub stop: CancellationToken,
 }
@@ -81,11 +84,10 @@ impl Default for PopState {
         PopState {
             checkpoints: Checkpoints::default(),
             order: OrderInfoTable::default(),
-            locks: Mutex::new(HashSet::new()),
+            locks: Mutex::new(HashMap::new()),
             polling: Mutex::new(HashMap::new()),
             polling_total: AtomicUsize::new(0),
             revive_counter: AtomicU64::new(0),
-            unblocked: Notify::new(),
             stop: CancellationToken::new(),
         }
     }
@@ -95,11 +97,20 @@ impl Default for PopState {
 pub struct QueueGuard<'a> {
     pop: &'a PopState,
     key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
-        self.pop.locks.lock().remove(&self.key);
+        let mut locks = self.pop.locks.lock();
+        drop(self.guard.take());
+        // Waiters clone the entry under this same lock, so a count of one means nobody else.
+        if locks
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            locks.remove(&self.key);
+        }
     }
 }
 
@@ -127,19 +138,31 @@ pub fn lock_key(topic: &str, group: &str, queue_id: i32) -> String {
 }
 
 impl PopState {
+    fn lock_entry(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(key.to_owned()).or_default().clone()
+    }
+
     pub fn try_lock(&self, key: String) -> Option<QueueGuard<'_>> {
-        // The set's lock is released before a guard exists: dropping a guard takes it again.
-        let inserted = self.locks.lock().insert(key.clone());
-        inserted.then(|| QueueGuard { pop: self, key })
+        let m = self.lock_entry(&key);
+        let guard = m.clone().try_lock_owned().ok();
+        // Dropping the guard (or `m`) cleans the entry up when nobody else uses it.
+        let g = QueueGuard {
+            pop: self,
+            key,
+            guard,
+        };
+        drop(m);
+        g.guard.is_some().then_some(g)
     }
 
     /// Waits for a queue lock (acks must not be skipped the way busy pops skip a queue).
     pub async fn lock(&self, key: String) -> QueueGuard<'_> {
-        loop {
-            if let Some(g) = self.try_lock(key.clone()) {
-                return g;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let m = self.lock_entry(&key);
+        let guard = m.lock_owned().await;
+        QueueGuard {
+            pop: self,
+            key,
+            guard: Some(guard),
         }
     }
 
@@ -173,6 +196,8 @@ struct PopBatch {
     rest: i64,
     /// Earliest time a blocked orderly queue unblocks by expiry.
     wake_at: Option<i64>,
+    /// Checkpoints appended for this batch whose durability is still awaited.
+    writes: Vec<CkWrite>,
 }
 
 impl PopBatch {
@@ -285,9 +310,25 @@ fn queue_order(queue_id: i32, read_queue_nums: i32, start: u32) -> Vec<i32> {
 
 pub(super) async fn pop_message(s: &Arc<BrokerState>, req: &RemotingCommand) -> Reply {
     let h: PopMessageRequestHeader = header(req)?;
+    refuse_on_slave(s, req, "POP_MESSAGE")?;
     let now = BrokerState::now_ms();
     let ip = s.store_host.ip();
-    if h.born_time > 0 && now - h.born_time - h.poll_time > BORN_TIME_SLACK_MS {
+    if !(MIN_POP_INVISIBLE_MS..=MAX_INVISIBLE_MS).contains(&h.invisible_time) {
+        return Err(err(
+            req,
+            ResponseCode::InvalidParameter,
+            format!(
+                "invisibleTime {} is out of range [{MIN_POP_INVISIBLE_MS}, {MAX_INVISIBLE_MS}]",
+                h.invisible_time
+            ),
+        ));
+    }
+    if h.born_time > 0
+        && now
+            .saturating_sub(h.born_time)
+            .saturating_sub(h.poll_time.max(0))
+            > BORN_TIME_SLACK_MS
+    {
         return Ok(polling_response(
             req,
             ResponseCode::PollingTimeout,
@@ -332,19 +373,26 @@ pub(super) async fn pop_message(s: &Arc<BrokerState>, req: &RemotingCommand) -> 
     if !order {
         signals.push(s.arrivals.signal(&retry_topic, 0));
     }
-    let deadline = Instant::now() + Duration::from_millis(h.poll_time.max(0) as u64);
+    let deadline = Instant::now() + Duration::from_millis(h.poll_time.clamp(0, MAX_POLL_MS) as u64);
     let cfg = s.config();
     let mut parked = None;
     loop {
-        // Armed before reading so an arrival during the read still wakes this request.
+        // Armed before reading so an arrival during the read still wakes this request (orderly
+        // acks that unblock a queue signal its arrival key too).
         let mut waits: Vec<_> = signals.iter().map(|n| Box::pin(n.notified())).collect();
         for w in &mut waits {
             w.as_mut().enable();
         }
-        let mut unblocked = pin!(s.pop.unblocked.notified());
-        unblocked.as_mut().enable();
 
-        let batch = pop_once(s, &p, &retry_topic).await;
+        let mut batch = pop_once(s, &p, &retry_topic).await;
+        // The queue locks are released; nothing goes out before its checkpoint is durable.
+        for w in batch.writes.drain(..) {
+            if let Err(e) = w.durable(s).await {
+                // Java hands the batch out on flush/replica timeouts too; it is indexed and
+                // revives if un-acked.
+                tracing::warn!(error = %e, "pop checkpoint durability wait failed");
+            }
+        }
         if !batch.messages.is_empty() {
             s.record_gets(batch.messages.len() as u64);
             if batch.rest > 0 {
@@ -388,12 +436,11 @@ pub(super) async fn pop_message(s: &Arc<BrokerState>, req: &RemotingCommand) -> 
         }
         let mut until = deadline;
         if let Some(t) = batch.wake_at {
-            let ms = (t - BrokerState::now_ms()).max(1) as u64;
+            let ms = t.saturating_sub(BrokerState::now_ms()).max(1) as u64;
             until = until.min(now + Duration::from_millis(ms));
         }
         tokio::select! {
             _ = futures::future::select_all(waits) => {}
-            _ = unblocked => {}
             _ = s.pop.stop.cancelled() => {}
             _ = tokio::time::sleep_until(until.into()) => {}
         }
@@ -421,6 +468,7 @@ async fn pop_once(s: &Arc<BrokerState>, p: &PopRequest<'_>, retry_topic: &str) -
         order_info: String::new(),
         rest: 0,
         wake_at: None,
+        writes: Vec::new(),
     };
     let retry = if order {
         None
@@ -567,19 +615,23 @@ async fn pop_queue(
                 start_offset: offset,
                 pop_time: batch.pop_time,
             };
-            if let Err(e) = append_checkpoint(
+            // Appended and indexed under the queue lock; its flush/replication is awaited after
+            // the lock is released, before the batch is handed out.
+            match start_checkpoint(
                 s,
                 key,
                 batch.revive_qid,
                 h.invisible_time,
                 r.queue_offsets.clone(),
-            )
-            .await
-            {
-                // Nothing is handed out without its checkpoint.
-                tracing::warn!(topic, group, queue_id, error = %e, "pop skipped a queue");
-                batch.rest += (r.max_offset - offset).max(0);
-                return;
+                0,
+            ) {
+                Ok(w) => batch.writes.push(w),
+                Err(e) => {
+                    // Nothing is handed out without its checkpoint.
+                    tracing::warn!(topic, group, queue_id, error = %e, "pop skipped a queue");
+                    batch.rest += r.max_offset.saturating_sub(offset).max(0);
+                    return;
+                }
             }
             s.offsets
                 .commit(topic, group, queue_id, r.next_begin_offset);
@@ -668,7 +720,7 @@ pub(super) async fn notification(s: &Arc<BrokerState>, req: &RemotingCommand) ->
     if !order {
         signals.push(s.arrivals.signal(&retry_topic, 0));
     }
-    let deadline = Instant::now() + Duration::from_millis(h.poll_time.max(0) as u64);
+    let deadline = Instant::now() + Duration::from_millis(h.poll_time.clamp(0, MAX_POLL_MS) as u64);
     let cfg = s.config();
     let reply = |has_msg: bool, polling_full: bool| {
         ok(req).with_header(&NotificationResponseHeader {
@@ -683,19 +735,24 @@ pub(super) async fn notification(s: &Arc<BrokerState>, req: &RemotingCommand) ->
             w.as_mut().enable();
         }
         let now_ms = BrokerState::now_ms();
+        // Earliest expiry of a blocked orderly queue: the notification looks again then.
+        let mut wake_at: Option<i64> = None;
         let has = queues.iter().any(|q| {
-            let blocked = order
-                && s.pop
-                    .order
-                    .blocked_until(
-                        &h.topic,
-                        &h.consumer_group,
-                        *q,
-                        h.attempt_id.as_deref(),
-                        now_ms,
-                    )
-                    .is_some();
-            !blocked && backlog(s, &h.topic, &h.consumer_group, *q) > 0
+            let blocked = if order {
+                s.pop.order.blocked_until(
+                    &h.topic,
+                    &h.consumer_group,
+                    *q,
+                    h.attempt_id.as_deref(),
+                    now_ms,
+                )
+            } else {
+                None
+            };
+            if let Some(t) = blocked {
+                wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+            }
+            blocked.is_none() && backlog(s, &h.topic, &h.consumer_group, *q) > 0
         }) || (!order
             && s.topics.contains(&retry_topic)
             && backlog(s, &retry_topic, &h.consumer_group, 0) > 0);
@@ -713,10 +770,16 @@ pub(super) async fn notification(s: &Arc<BrokerState>, req: &RemotingCommand) ->
                 return Ok(reply(false, true));
             }
         }
+        let mut until = deadline;
+        if let Some(t) = wake_at {
+            let ms = t.saturating_sub(BrokerState::now_ms()).max(1) as u64;
+            until = until.min(now + Duration::from_millis(ms));
+        }
+        // Orderly unblocks by ack signal the queue's arrival key, so they wake this too.
         tokio::select! {
             _ = futures::future::select_all(waits) => {}
             _ = s.pop.stop.cancelled() => {}
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
         }
     }
 }

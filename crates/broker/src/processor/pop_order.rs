@@ -51,7 +51,7 @@ impl OrderInfo {
                 self.next_visible
                     .get(o)
                     .copied()
-                    .unwrap_or(self.pop_time + self.invisible_time)
+                    .unwrap_or(self.pop_time.saturating_add(self.invisible_time))
             })
             .filter(|t| *t > now)
             .max()
@@ -64,7 +64,7 @@ impl OrderInfo {
             .enumerate()
             .find(|(i, _)| !self.is_acked(*i))
             .map(|(_, o)| *o)
-            .unwrap_or_else(|| self.offsets.last().map_or(0, |o| o + 1))
+            .unwrap_or_else(|| self.offsets.last().map_or(0, |o| o.saturating_add(1)))
     }
 
     pub fn all_acked(&self) -> bool {
@@ -178,7 +178,10 @@ impl OrderInfoTable {
             Some(p) => offsets
                 .iter()
                 .filter(|o| p.offsets.contains(o))
-                .map(|o| (*o, p.consumed_counts.get(o).copied().unwrap_or(0) + 1))
+                .map(|o| {
+                    let c = p.consumed_counts.get(o).copied().unwrap_or(0);
+                    (*o, c.saturating_add(1))
+                })
                 .collect(),
             None => BTreeMap::new(),
         };
@@ -280,6 +283,22 @@ impl OrderInfoTable {
         drop(t);
         self.changed();
         true
+    }
+
+    /// Keeps only the queues whose (topic, group) passes `keep`; returns how many were dropped.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) -> usize {
+        let mut t = self.table.lock();
+        let before = t.len();
+        t.retain(|k, _| {
+            k.split_once('@')
+                .is_none_or(|(topic, group)| keep(topic, group))
+        });
+        let dropped = before - t.len();
+        drop(t);
+        if dropped > 0 {
+            self.changed();
+        }
+        dropped
     }
 
     /// Forgets a queue's batch (offset reset).

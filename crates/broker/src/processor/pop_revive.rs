@@ -20,7 +20,9 @@ use ferrymq_store::config_file::ConfigFile;
 use ferrymq_store::GetMessageStatus;
 use tokio_util::sync::CancellationToken;
 
-use super::pop_checkpoint::{self, append_ack, revive_topic, Checkpoint, CkKey, REVIVE_GROUP};
+use super::pop_checkpoint::{
+    self, append_ack, append_checkpoint, revive_topic, Checkpoint, CkKey, REVIVE_GROUP,
+};
 use crate::state::BrokerState;
 use crate::topic_table::{Created, REVIVE_QUEUES};
 
@@ -89,9 +91,13 @@ async fn re_put(s: &BrokerState, key: &CkKey, retry_topic: &str, record: &Bytes)
 /// Revives one due batch.
 async fn revive(s: &Arc<BrokerState>, key: &CkKey, ck: &Checkpoint) {
     let cks = &s.pop.checkpoints;
-    if !s.topics.contains(&key.topic) {
-        // Topic deleted: nothing to deliver any more.
-        cks.finish(key);
+    let now = BrokerState::now_ms();
+    if !s.topics.contains(&key.topic) || s.groups.get(&key.group).is_none() {
+        // Topic or group deleted: nothing to deliver any more (and no retry topic to create).
+        tracing::info!(topic = %key.topic, group = %key.group, "pop checkpoint of a deleted topic or group dropped");
+        let gone: Vec<i64> = ck.unacked().filter(|o| cks.claim(key, *o)).collect();
+        cks.ack_persisted(key, &gone, true);
+        cks.finish(key, now);
         return;
     }
     let retry_topic = if naming::is_retry_topic(&key.topic) {
@@ -106,9 +112,14 @@ async fn revive(s: &Arc<BrokerState>, key: &CkKey, ck: &Checkpoint) {
         s.topics_changed().await;
     }
     let mut revived = Vec::new();
-    let mut failed = false;
+    let mut failed = Vec::new();
     for offset in ck.unacked() {
-        if !cks.is_unacked(key, offset) {
+        // Claimed first, so a change of invisible time cannot move it while it is copied.
+        if !cks.claim(key, offset) {
+            continue;
+        }
+        if !failed.is_empty() {
+            failed.push(offset);
             continue;
         }
         match read_at(s, &key.topic, key.queue_id, offset) {
@@ -120,28 +131,70 @@ async fn revive(s: &Arc<BrokerState>, key: &CkKey, ck: &Checkpoint) {
                 if re_put(s, key, &retry_topic, &record).await {
                     revived.push(offset);
                 } else {
-                    failed = true;
-                    break;
+                    failed.push(offset);
                 }
             }
         }
     }
-    for o in &revived {
-        cks.ack(key, *o);
+    if !failed.is_empty() && !re_put_checkpoint(s, key, ck, &failed).await {
+        // Not even the new checkpoint could be stored: keep the batch and try again later.
+        cks.ack_persisted(key, &failed, false);
+        let step = backoff_s(ck.re_put_times);
+        tracing::warn!(topic = %key.topic, group = %key.group, retry_in_s = step, "revive failed");
+        cks.reschedule(key, now.saturating_add(step * 1000));
+        failed.clear();
     }
+    // The re-put offsets are done in this batch, like the revived ones.
+    revived.extend_from_slice(&failed);
     if !revived.is_empty() {
         if let Err(e) = append_ack(s, key, ck.revive_qid, &revived).await {
             // The copies are stored; a replay would only copy these messages once more.
             tracing::warn!(error = %e, "revive record not stored");
         }
+        cks.ack_persisted(key, &revived, true);
     }
-    if failed {
-        let step =
-            RE_PUT_BACKOFF_S[(ck.re_put_times.max(0) as usize).min(RE_PUT_BACKOFF_S.len() - 1)];
-        tracing::warn!(topic = %key.topic, group = %key.group, retry_in_s = step, "revive failed");
-        cks.reschedule(key, BrokerState::now_ms() + step * 1000);
-    } else {
-        cks.finish(key);
+    if cks.get(key).is_some_and(|c| c.unacked().next().is_none()) {
+        cks.finish(key, now);
+    }
+}
+
+/// Back-off of the `n`th re-put of a checkpoint, in seconds (Java's table, last step repeated).
+fn backoff_s(re_put_times: i32) -> i64 {
+    RE_PUT_BACKOFF_S[(re_put_times.max(0) as usize).min(RE_PUT_BACKOFF_S.len() - 1)]
+}
+
+/// Java's `rePutCK`: the messages whose retry copy could not be stored get a new checkpoint
+/// (`rp + 1`, revived after the back-off) so the old one can be settled and the revive
+/// progress move on. False when that checkpoint could not be stored either.
+async fn re_put_checkpoint(s: &BrokerState, key: &CkKey, ck: &Checkpoint, failed: &[i64]) -> bool {
+    let Some(&first) = failed.first() else {
+        return true;
+    };
+    let step = backoff_s(ck.re_put_times);
+    // A pop time after the old one keeps the new key distinct even when it starts at the same
+    // offset.
+    let pop_time = BrokerState::now_ms().max(key.pop_time.saturating_add(1));
+    let new = CkKey {
+        start_offset: first,
+        pop_time,
+        ..key.clone()
+    };
+    tracing::warn!(topic = %key.topic, group = %key.group, messages = failed.len(), retry_in_s = step, re_put = ck.re_put_times + 1, "revive failed, checkpoint rewritten");
+    match append_checkpoint(
+        s,
+        new,
+        ck.revive_qid,
+        step * 1000,
+        failed.to_vec(),
+        ck.re_put_times.saturating_add(1),
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "rewritten pop checkpoint not stored");
+            false
+        }
     }
 }
 
@@ -152,6 +205,17 @@ async fn persist_order_info(s: &Arc<BrokerState>) {
         if let Ok(Err(e)) = result {
             tracing::error!(error = %e, "cannot persist consumerOrderInfo.json");
         }
+    }
+}
+
+/// Order infos of deleted topics or groups are dropped every so often.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+fn prune_deleted(s: &BrokerState) {
+    let exists =
+        |topic: &str, group: &str| s.topics.contains(topic) && s.groups.get(group).is_some();
+    if s.pop.order.retain(exists) > 0 {
+        tracing::info!("orderly pop state of deleted topics or groups dropped");
     }
 }
 
@@ -169,10 +233,16 @@ fn commit_progress(s: &BrokerState, topic: &str, last: &mut [i64]) {
 pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
     let topic = revive_topic(&s.config().broker_cluster_name);
     let mut last = vec![-1i64; REVIVE_QUEUES as usize];
+    let mut pruned = std::time::Instant::now();
     loop {
         let now = BrokerState::now_ms();
         for (key, ck) in s.pop.checkpoints.take_due(now, BATCH) {
             revive(&s, &key, &ck).await;
+        }
+        s.pop.checkpoints.prune_moved(now);
+        if pruned.elapsed() >= PRUNE_EVERY {
+            prune_deleted(&s);
+            pruned = std::time::Instant::now();
         }
         commit_progress(&s, &topic, &mut last);
         persist_order_info(&s).await;
