@@ -141,15 +141,39 @@ impl MappedFile {
     /// through `pread` rather than the mapping keeps them out of this process's resident set
     /// until they are really used (an idle broker stays small).
     pub(crate) fn warm(&self) {
+        self.warm_range(0, self.size)
+    }
+
+    /// Reads `[start, end)` so its pages are in the page cache before the appender writes them:
+    /// its first touch is then a cheap minor fault instead of a read-around from disk.
+    pub(crate) fn warm_range(&self, start: usize, end: usize) {
         use std::os::unix::fs::FileExt;
-        const CHUNK: usize = 1 << 20;
-        let mut buf = vec![0u8; CHUNK.min(self.size)];
-        let mut pos = 0;
-        while pos < self.size {
-            let n = CHUNK.min(self.size - pos);
-            match self.file.read_at(&mut buf[..n], pos as u64) {
+        // Small reads with a yield between them: a read of never-used pages zero-fills each one
+        // in the kernel, where a low-priority thread may not be preempted until the call returns
+        // (tens of microseconds a page on a VM), so one large read could hold a core for tens
+        // of milliseconds while request threads wait for it.
+        const CHUNK: usize = 64 << 10;
+        // A descriptor of its own with readahead off: otherwise each small sequential read
+        // grows the readahead window and zero-fills megabytes in one go.
+        let Ok(file) = File::open(&self.path) else {
+            return;
+        };
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: plain advice on an open descriptor; failure only leaves readahead on.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+        }
+        let end = end.min(self.size);
+        let mut buf = vec![0u8; CHUNK.min(end.saturating_sub(start))];
+        let mut pos = start;
+        while pos < end {
+            let n = CHUNK.min(end - pos);
+            match file.read_at(&mut buf[..n], pos as u64) {
                 Ok(0) => return,
-                Ok(read) => pos += read,
+                Ok(read) => {
+                    pos += read;
+                    std::thread::yield_now();
+                }
                 Err(e) => {
                     tracing::debug!("warming {} failed: {e}", self.path.display());
                     return;

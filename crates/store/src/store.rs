@@ -6,7 +6,8 @@
 //! that can block on the disk runs on the store's own threads:
 //! * flush + watchdog — durability and SYNC_FLUSH acknowledgements ([`crate::flush`]);
 //! * dispatch — consume queues and index, arrival notifications ([`crate::dispatch`]);
-//! * allocate — the next commit-log segment, created and warmed ahead of need;
+//! * allocate — the next commit-log segment, created ahead of need, and page-cache warming a
+//!   little ahead of the appender;
 //! * maintenance — consume-queue/index flush, checkpoint, retention.
 
 use std::fs::{self, File, OpenOptions};
@@ -225,7 +226,9 @@ impl MessageStore {
 
         let mut threads = Threads::default();
         let i = inner.clone();
-        threads.allocate = Some(spawn("store-allocate", move || i.allocator.run())?);
+        threads.allocate = Some(spawn("store-allocate", move || {
+            i.allocator.run(|| i.commit_log.files().last_file())
+        })?);
         let next_file = inner.commit_log.files().last_file().map_or(0, |f| {
             if f.is_full() {
                 f.end_offset()
