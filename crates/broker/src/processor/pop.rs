@@ -298,6 +298,25 @@ async fn check_topic_and_group(
     Ok(tc)
 }
 
+/// What a parked pop or notification waits on: arrivals in the topic's queues it reads and,
+/// unless orderly, in the group's POP retry queue.
+fn arrival_signals(
+    s: &BrokerState,
+    topic: &str,
+    retry_topic: &str,
+    queues: &[i32],
+    order: bool,
+) -> Vec<Arc<tokio::sync::Notify>> {
+    let mut signals: Vec<_> = queues
+        .iter()
+        .map(|q| s.arrivals.signal(topic, *q))
+        .collect();
+    if !order {
+        signals.push(s.arrivals.signal(retry_topic, 0));
+    }
+    signals
+}
+
 /// The queues a request reads: one, or all read queues from a random start.
 fn queue_order(queue_id: i32, read_queue_nums: i32, start: u32) -> Vec<i32> {
     if queue_id >= 0 {
@@ -366,13 +385,7 @@ pub(super) async fn pop_message(s: &Arc<BrokerState>, req: &RemotingCommand) -> 
     let order = h.is_order();
     let retry_topic = pop_retry_topic_v1(&h.topic, &h.consumer_group);
     let queues = queue_order(h.queue_id, p.topic.read_queue_nums, 0);
-    let mut signals: Vec<_> = queues
-        .iter()
-        .map(|q| s.arrivals.signal(&h.topic, *q))
-        .collect();
-    if !order {
-        signals.push(s.arrivals.signal(&retry_topic, 0));
-    }
+    let signals = arrival_signals(s, &h.topic, &retry_topic, &queues, order);
     let deadline = Instant::now() + Duration::from_millis(h.poll_time.clamp(0, MAX_POLL_MS) as u64);
     let cfg = s.config();
     let mut parked = None;
@@ -713,13 +726,7 @@ pub(super) async fn notification(s: &Arc<BrokerState>, req: &RemotingCommand) ->
     let order = h.order.unwrap_or(false);
     let retry_topic = pop_retry_topic_v1(&h.topic, &h.consumer_group);
     let queues = queue_order(h.queue_id, topic.read_queue_nums, 0);
-    let mut signals: Vec<_> = queues
-        .iter()
-        .map(|q| s.arrivals.signal(&h.topic, *q))
-        .collect();
-    if !order {
-        signals.push(s.arrivals.signal(&retry_topic, 0));
-    }
+    let signals = arrival_signals(s, &h.topic, &retry_topic, &queues, order);
     let deadline = Instant::now() + Duration::from_millis(h.poll_time.clamp(0, MAX_POLL_MS) as u64);
     let cfg = s.config();
     let reply = |has_msg: bool, polling_full: bool| {
