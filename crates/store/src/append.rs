@@ -124,7 +124,13 @@ impl Allocator {
                     }
                     None => {
                         if !self.warm || warmer.caught_up {
-                            self.cv.wait_for(&mut st, WARM_TICK);
+                            // An idle log needs no warming: look less often until it moves.
+                            let tick = if warmer.appending {
+                                WARM_TICK
+                            } else {
+                                WARM_TICK * 20
+                            };
+                            self.cv.wait_for(&mut st, tick);
                         }
                         None
                     }
@@ -168,6 +174,9 @@ struct Warmer {
     /// The same for the prepared next segment.
     next: Option<(i64, usize)>,
     caught_up: bool,
+    /// Whether the append position moved since the previous step.
+    appending: bool,
+    last_seen: Option<(i64, usize)>,
 }
 
 impl Warmer {
@@ -175,6 +184,9 @@ impl Warmer {
         self.caught_up = true;
         let Some(cur) = current else { return };
         let wrote = cur.wrote_position();
+        let seen = Some((cur.file_from_offset(), wrote));
+        self.appending = self.last_seen != seen;
+        self.last_seen = seen;
         let warmed = match (self.current, self.next) {
             (Some((off, w)), _) if off == cur.file_from_offset() => w.max(wrote),
             // The prepared segment became the current one: keep what was warmed of it.
