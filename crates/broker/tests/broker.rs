@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferrymq_broker::{Broker, BrokerConfig};
+use ferrymq_broker::BrokerConfig;
 use ferrymq_protocol::body::{ConsumerData, HeartbeatData, SubscriptionData};
 use ferrymq_protocol::header::{
     ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader, EndTransactionRequestHeader,
@@ -19,64 +19,32 @@ use ferrymq_protocol::message::{OffsetMsgId, RecordView};
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{ClientConfig, RemotingClient};
 
-const T: Duration = Duration::from_secs(10);
+mod common;
+use common::{TestBroker as Harness, T};
 
-struct Harness {
-    broker: Option<Broker>,
-    client: RemotingClient,
-    addr: String,
-    _dir: tempfile::TempDir,
+/// The shared harness with short delay levels, so retries come back within a second.
+async fn start(tweak: impl FnOnce(&mut BrokerConfig)) -> Harness {
+    Harness::start(|c| {
+        c.message_delay_level = "1s 2s".into();
+        tweak(c)
+    })
+    .await
 }
 
-impl Harness {
-    async fn start(tweak: impl FnOnce(&mut BrokerConfig)) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = BrokerConfig {
-            listen_port: 0,
-            broker_ip1: Some("127.0.0.1".into()),
-            store_path_root_dir: dir.path().to_string_lossy().into_owned(),
-            mapped_file_size_commit_log: 4 << 20,
-            mapped_file_size_consume_queue: 20 * 1000,
-            message_delay_level: "1s 2s".into(),
-            ..BrokerConfig::default()
-        };
-        tweak(&mut c);
-        let broker = Broker::start(c).await.unwrap();
-        let addr = broker.broker_addr().to_owned();
-        Harness {
-            broker: Some(broker),
-            client: RemotingClient::new(ClientConfig::default()),
-            addr,
-            _dir: dir,
-        }
-    }
+/// PULL_MESSAGE, a test-only extension of the shared harness.
+trait Pull {
+    async fn pull(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        sub: &str,
+        suspend_ms: i64,
+    ) -> RemotingCommand;
+}
 
-    async fn call(&self, req: RemotingCommand) -> RemotingCommand {
-        self.client.invoke(&self.addr, req, T).await.unwrap()
-    }
-
-    async fn send(&self, topic: &str, body: &[u8], props: &str, queue_id: i32) -> RemotingCommand {
-        let h = SendMessageRequestHeader {
-            producer_group: "pg".into(),
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            default_topic_queue_nums: 4,
-            queue_id,
-            sys_flag: 0,
-            born_timestamp: 1,
-            flag: 0,
-            properties: Some(props.into()),
-            reconsume_times: None,
-            unit_mode: None,
-            batch: None,
-            max_reconsume_times: None,
-            broker_name: None,
-        };
-        let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(body.to_vec());
-        h.write_v2(&mut req.ext_fields);
-        self.call(req).await
-    }
-
+impl Pull for Harness {
     async fn pull(
         &self,
         group: &str,
@@ -106,12 +74,6 @@ impl Harness {
         ))
         .await
     }
-
-    async fn stop(mut self) {
-        if let Some(b) = self.broker.take() {
-            b.shutdown().await;
-        }
-    }
 }
 
 fn records(resp: &RemotingCommand) -> Vec<(String, Vec<u8>, String, i64)> {
@@ -131,7 +93,7 @@ fn records(resp: &RemotingCommand) -> Vec<(String, Vec<u8>, String, i64)> {
 
 #[tokio::test]
 async fn send_then_pull_round_trips_with_offsets_and_ids() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     let props = properties::encode([
         (keys::TAGS, "TagA"),
         (keys::KEYS, "k1 k2"),
@@ -199,7 +161,7 @@ async fn send_then_pull_round_trips_with_offsets_and_ids() {
 
 #[tokio::test]
 async fn long_polling_pull_wakes_on_arrival() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     assert_eq!(
         h.send("Poll", b"first", "", 0).await.response_code(),
         ResponseCode::Success
@@ -224,7 +186,7 @@ async fn long_polling_pull_wakes_on_arrival() {
 
 #[tokio::test]
 async fn bad_input_gets_rocketmq_error_codes() {
-    let h = Harness::start(|c| c.max_message_size = 1024).await;
+    let h = start(|c| c.max_message_size = 1024).await;
     let resp = h.send("bad topic!", b"x", "", 0).await;
     assert_eq!(resp.response_code(), ResponseCode::InvalidParameter);
     assert!(resp.remark.unwrap().contains("topic"));
@@ -263,7 +225,7 @@ async fn bad_input_gets_rocketmq_error_codes() {
 async fn offsets_persist_across_restart_and_auto_create_is_switchable() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_string_lossy().into_owned();
-    let h = Harness::start(|c| c.store_path_root_dir = root.clone()).await;
+    let h = start(|c| c.store_path_root_dir = root.clone()).await;
     assert_eq!(
         h.send("Kept", b"a", "", 0).await.response_code(),
         ResponseCode::Success
@@ -283,7 +245,7 @@ async fn offsets_persist_across_restart_and_auto_create_is_switchable() {
     assert_eq!(resp.response_code(), ResponseCode::Success);
     h.stop().await;
 
-    let h = Harness::start(|c| {
+    let h = start(|c| {
         c.store_path_root_dir = root.clone();
         c.auto_create_topic_enable = false;
     })
@@ -340,7 +302,7 @@ async fn offsets_persist_across_restart_and_auto_create_is_switchable() {
 
 #[tokio::test]
 async fn batch_send_stores_each_element() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     let p0 = properties::encode([(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "A1")]);
     let p1 = properties::encode([(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "A2")]);
     let elems = [
@@ -399,7 +361,7 @@ async fn batch_send_stores_each_element() {
 
 #[tokio::test]
 async fn failed_message_comes_back_through_the_retry_topic_after_its_delay() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     let hb = HeartbeatData {
         client_id: "127.0.0.1@test".into(),
         consumer_data_set: vec![ConsumerData {
@@ -463,7 +425,7 @@ async fn failed_message_comes_back_through_the_retry_topic_after_its_delay() {
 
 #[tokio::test]
 async fn transaction_half_message_is_invisible_until_commit() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     let props = properties::encode([
         (keys::TRANSACTION_PREPARED, "true"),
         (keys::PRODUCER_GROUP, "pg"),
@@ -570,7 +532,7 @@ impl ferrymq_remoting::RequestHandler for CommittingProducer {
 
 #[tokio::test]
 async fn unresolved_half_message_is_checked_back_with_its_producer() {
-    let h = Harness::start(|c| {
+    let h = start(|c| {
         c.transaction_time_out = 100;
         c.transaction_check_interval = 200;
     })
@@ -652,7 +614,7 @@ async fn unresolved_half_message_is_checked_back_with_its_producer() {
 
 #[tokio::test]
 async fn timer_message_is_delivered_at_its_time_not_before() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     let due = ferrymq_broker::state::BrokerState::now_ms() + 1500;
     let props = properties::encode([(keys::TIMER_DELIVER_MS, due.to_string().as_str())]);
     let resp = h.send("Later", b"tick", &props, 0).await;
@@ -698,7 +660,7 @@ async fn timer_message_is_delivered_at_its_time_not_before() {
 
 #[tokio::test]
 async fn runtime_config_update_applies_and_rejects_restart_only_keys() {
-    let h = Harness::start(|_| {}).await;
+    let h = start(|_| {}).await;
     let update = |text: &str| {
         RemotingCommand::request(RequestCode::UpdateBrokerConfig).with_body(text.to_owned())
     };

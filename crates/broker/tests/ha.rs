@@ -15,6 +15,8 @@ use ferrymq_protocol::header::{GetRouteInfoRequestHeader, SendMessageRequestHead
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{ClientConfig, RemotingClient};
 
+mod common;
+
 const SEGMENT: u64 = 1 << 20;
 const FIRST_SEGMENT: &str = "commitlog/00000000000000000000";
 
@@ -30,18 +32,14 @@ async fn namesrv(dir: &Path) -> NameServer {
 
 fn broker_config(namesrv: &str, dir: &Path, role: &str, id: i64) -> BrokerConfig {
     BrokerConfig {
-        listen_port: 0,
-        broker_ip1: Some("127.0.0.1".into()),
         broker_name: "ha-broker".into(),
         broker_role: role.into(),
         broker_id: id,
         namesrv_addr: Some(namesrv.to_owned()),
-        store_path_root_dir: dir.to_string_lossy().into_owned(),
         mapped_file_size_commit_log: SEGMENT,
-        mapped_file_size_consume_queue: 20 * 1000,
         ha_send_heartbeat_interval: 200,
         sync_flush_timeout: 3000,
-        ..BrokerConfig::default()
+        ..common::test_config(dir)
     }
 }
 

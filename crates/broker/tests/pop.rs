@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_protocol::body::{AckBitSet, BatchAck, BatchAckMessageRequestBody};
 use ferrymq_protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
-    PopMessageRequestHeader, PopMessageResponseHeader, SendMessageRequestHeader, POP_INIT_MODE_MIN,
+    PopMessageRequestHeader, PopMessageResponseHeader, POP_INIT_MODE_MIN,
 };
 use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::record::RecordIter;
@@ -15,14 +14,19 @@ use ferrymq_protocol::pop::{ExtraInfo, RetryFlag};
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{ClientConfig, RemotingClient};
 
-const T: Duration = Duration::from_secs(15);
+mod common;
+use common::{TestBroker, T};
+
 const GROUP: &str = "popGroup";
 
-struct Harness {
-    broker: Option<Broker>,
-    client: RemotingClient,
-    addr: String,
-    dir: tempfile::TempDir,
+/// The shared harness, plus the POP requests.
+struct Harness(TestBroker);
+
+impl std::ops::Deref for Harness {
+    type Target = TestBroker;
+    fn deref(&self) -> &TestBroker {
+        &self.0
+    }
 }
 
 /// One popped message as a client sees it.
@@ -35,67 +39,20 @@ struct Popped {
     first_pop_time: Option<String>,
 }
 
-async fn start_broker(dir: &std::path::Path) -> Broker {
-    let c = BrokerConfig {
-        listen_port: 0,
-        broker_ip1: Some("127.0.0.1".into()),
-        store_path_root_dir: dir.to_string_lossy().into_owned(),
-        mapped_file_size_commit_log: 4 << 20,
-        mapped_file_size_consume_queue: 20 * 1000,
-        // Deterministic: the retry topic is read after the topic, never before.
-        pop_from_retry_probability: 0,
-        ..BrokerConfig::default()
-    };
-    Broker::start(c).await.unwrap()
-}
-
 impl Harness {
     async fn start() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = start_broker(dir.path()).await;
-        Harness {
-            addr: broker.broker_addr().to_owned(),
-            broker: Some(broker),
-            client: RemotingClient::new(ClientConfig::default()),
-            dir,
-        }
+        // Deterministic: the retry topic is read after the topic, never before.
+        Harness(TestBroker::start(|c| c.pop_from_retry_probability = 0).await)
     }
 
     /// Graceful stop and start on the same store directory.
     async fn restart(&mut self) {
-        if let Some(b) = self.broker.take() {
-            b.shutdown().await;
-        }
-        let broker = start_broker(self.dir.path()).await;
-        self.addr = broker.broker_addr().to_owned();
-        self.broker = Some(broker);
-    }
-
-    async fn call(&self, req: RemotingCommand) -> RemotingCommand {
-        self.client.invoke(&self.addr, req, T).await.unwrap()
+        self.0.restart().await
     }
 
     async fn send(&self, topic: &str, body: &str, queue_id: i32) {
-        let h = SendMessageRequestHeader {
-            producer_group: "pg".into(),
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            default_topic_queue_nums: 4,
-            queue_id,
-            sys_flag: 0,
-            born_timestamp: 1,
-            flag: 0,
-            properties: Some(properties::encode([(keys::TAGS, "TagA")])),
-            reconsume_times: None,
-            unit_mode: None,
-            batch: None,
-            max_reconsume_times: None,
-            broker_name: None,
-        };
-        let mut req = RemotingCommand::request(RequestCode::SendMessageV2)
-            .with_body(body.as_bytes().to_vec());
-        h.write_v2(&mut req.ext_fields);
-        let resp = self.call(req).await;
+        let props = properties::encode([(keys::TAGS, "TagA")]);
+        let resp = self.0.send(topic, body.as_bytes(), &props, queue_id).await;
         assert_eq!(resp.response_code(), ResponseCode::Success, "{resp:?}");
     }
 
@@ -226,10 +183,8 @@ impl Harness {
         (resp, Some(renewed))
     }
 
-    async fn stop(mut self) {
-        if let Some(b) = self.broker.take() {
-            b.shutdown().await;
-        }
+    async fn stop(self) {
+        self.0.stop().await
     }
 }
 
