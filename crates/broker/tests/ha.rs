@@ -11,7 +11,7 @@ use ferrymq_client::consumer::{ConsumeFrom, LitePullConsumer};
 use ferrymq_client::producer::SendStatus;
 use ferrymq_client::{Message, Producer};
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
-use ferrymq_protocol::header::{GetRouteInfoRequestHeader, SendMessageRequestHeader};
+use ferrymq_protocol::header::GetRouteInfoRequestHeader;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{ClientConfig, RemotingClient};
 
@@ -96,25 +96,7 @@ async fn send_all(p: &Producer, range: std::ops::Range<usize>) {
 
 /// A raw SEND_MESSAGE_V2 to one broker address.
 async fn raw_send(addr: &str, topic: &str) -> RemotingCommand {
-    let h = SendMessageRequestHeader {
-        producer_group: "raw".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id: 0,
-        sys_flag: 0,
-        born_timestamp: 1,
-        flag: 0,
-        properties: None,
-        reconsume_times: None,
-        unit_mode: None,
-        batch: None,
-        max_reconsume_times: None,
-        broker_name: None,
-    };
-    let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(b"x".to_vec());
-    h.write_v2(&mut req.ext_fields);
-    call(addr, req).await
+    call(addr, common::send_request(topic, b"x", "", 0)).await
 }
 
 async fn call(addr: &str, req: RemotingCommand) -> RemotingCommand {

@@ -183,6 +183,22 @@ impl Harness {
         (resp, Some(renewed))
     }
 
+    /// A POP_MESSAGE on a connection of its own, in the background: for pops that park while
+    /// the test acts. Resolves to the response and how long it took.
+    fn spawn_pop(
+        &self,
+        hdr: PopMessageRequestHeader,
+    ) -> tokio::task::JoinHandle<(RemotingCommand, Duration)> {
+        let client = RemotingClient::new(ClientConfig::default());
+        let addr = self.addr.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let req = RemotingCommand::request_with_header(RequestCode::PopMessage, &hdr);
+            let resp = client.invoke(&addr, req, T).await.unwrap();
+            (resp, started.elapsed())
+        })
+    }
+
     async fn stop(self) {
         self.0.stop().await
     }
@@ -344,36 +360,20 @@ async fn orderly_pop_blocks_the_queue_until_ack() {
     let (_, a2) = h.pop_with("PopFifo", 1, 3000, 0, true, Some("a"), 1).await;
     assert_eq!(bodies(&a2), ["first"]);
     // A parked pop is woken by the ack.
-    let waiter = {
-        let client = RemotingClient::new(ClientConfig::default());
-        let addr = h.addr.clone();
-        tokio::spawn(async move {
-            let hdr = PopMessageRequestHeader {
-                consumer_group: GROUP.into(),
-                topic: "PopFifo".into(),
-                queue_id: 1,
-                max_msg_nums: 1,
-                invisible_time: 1000,
-                poll_time: 5000,
-                born_time: now_ms(),
-                init_mode: POP_INIT_MODE_MIN,
-                exp_type: None,
-                exp: None,
-                order: Some(true),
-                attempt_id: Some("c".into()),
-            };
-            let started = Instant::now();
-            let resp = client
-                .invoke(
-                    &addr,
-                    RemotingCommand::request_with_header(RequestCode::PopMessage, &hdr),
-                    T,
-                )
-                .await
-                .unwrap();
-            (resp, started.elapsed())
-        })
-    };
+    let waiter = h.spawn_pop(PopMessageRequestHeader {
+        consumer_group: GROUP.into(),
+        topic: "PopFifo".into(),
+        queue_id: 1,
+        max_msg_nums: 1,
+        invisible_time: 1000,
+        poll_time: 5000,
+        born_time: now_ms(),
+        init_mode: POP_INIT_MODE_MIN,
+        exp_type: None,
+        exp: None,
+        order: Some(true),
+        attempt_id: Some("c".into()),
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         h.ack("PopFifo", &a2[0]).await.response_code(),
@@ -406,36 +406,20 @@ async fn long_polling_pop_is_woken_by_a_send() {
     for m in h.pop_n("PopWake", 5000, 1).await {
         h.ack("PopWake", &m).await;
     }
-    let waiter = {
-        let client = RemotingClient::new(ClientConfig::default());
-        let addr = h.addr.clone();
-        tokio::spawn(async move {
-            let hdr = PopMessageRequestHeader {
-                consumer_group: GROUP.into(),
-                topic: "PopWake".into(),
-                queue_id: -1,
-                max_msg_nums: 4,
-                invisible_time: 5000,
-                poll_time: 8000,
-                born_time: now_ms(),
-                init_mode: POP_INIT_MODE_MIN,
-                exp_type: None,
-                exp: None,
-                order: None,
-                attempt_id: None,
-            };
-            let started = Instant::now();
-            let resp = client
-                .invoke(
-                    &addr,
-                    RemotingCommand::request_with_header(RequestCode::PopMessage, &hdr),
-                    T,
-                )
-                .await
-                .unwrap();
-            (resp, started.elapsed())
-        })
-    };
+    let waiter = h.spawn_pop(PopMessageRequestHeader {
+        consumer_group: GROUP.into(),
+        topic: "PopWake".into(),
+        queue_id: -1,
+        max_msg_nums: 4,
+        invisible_time: 5000,
+        poll_time: 8000,
+        born_time: now_ms(),
+        init_mode: POP_INIT_MODE_MIN,
+        exp_type: None,
+        exp: None,
+        order: None,
+        attempt_id: None,
+    });
     tokio::time::sleep(Duration::from_millis(400)).await;
     h.send("PopWake", "late", 3).await;
     let (resp, waited) = waiter.await.unwrap();

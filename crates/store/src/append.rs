@@ -84,19 +84,9 @@ impl Allocator {
             Some((o, r)) if o == offset => r?,
             Some((_, Ok(stale))) => {
                 let _ = stale.destroy();
-                Arc::new(MappedFile::create(
-                    &self.dir,
-                    offset,
-                    self.file_size,
-                    false,
-                )?)
+                Arc::new(MappedFile::create(&self.dir, offset, self.file_size)?)
             }
-            _ => Arc::new(MappedFile::create(
-                &self.dir,
-                offset,
-                self.file_size,
-                false,
-            )?),
+            _ => Arc::new(MappedFile::create(&self.dir, offset, self.file_size)?),
         };
         self.request(offset + self.file_size as i64);
         Ok(file)
@@ -138,7 +128,7 @@ impl Allocator {
             };
             if let Some(offset) = offset {
                 let started = Instant::now();
-                let r = MappedFile::create(&self.dir, offset, self.file_size, false).map(Arc::new);
+                let r = MappedFile::create(&self.dir, offset, self.file_size).map(Arc::new);
                 let mut st = self.state.lock();
                 st.in_progress = None;
                 st.ready = Some((offset, r));
@@ -632,8 +622,8 @@ mod tests {
     fn warmer_keeps_a_bounded_window_ahead_and_carries_over_to_the_next_segment() {
         let dir = tempfile::tempdir().unwrap();
         let size = 2 * WARM_AHEAD;
-        let cur = Arc::new(MappedFile::create(dir.path(), 0, size, false).unwrap());
-        let next = Arc::new(MappedFile::create(dir.path(), size as i64, size, false).unwrap());
+        let cur = Arc::new(MappedFile::create(dir.path(), 0, size).unwrap());
+        let next = Arc::new(MappedFile::create(dir.path(), size as i64, size).unwrap());
         let mut w = Warmer::default();
         cur.set_wrote_position(1000);
         // One step per call, never past the window.

@@ -67,7 +67,8 @@ pub struct StoreConfig {
     pub max_index_num: usize,
     /// `checkCRCOnRecover`.
     pub check_crc_on_recover: bool,
-    /// `warmMapedFileEnable`: touch every page of a new commit-log file before it is used.
+    /// `warmMapedFileEnable`: keep the page cache warm a little ahead of the append position
+    /// (read, never written), so the appender's first touch of a page is a minor fault.
     pub warm_mapped_file_enable: bool,
     /// `fileReservedTime` (72 h).
     pub file_reserved_time: Duration,

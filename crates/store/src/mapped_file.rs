@@ -49,10 +49,10 @@ pub fn file_name(offset: i64) -> String {
 }
 
 impl MappedFile {
-    /// Creates (or reuses a leftover) segment, reserves its blocks so later writes through the
-    /// mapping cannot hit ENOSPC as SIGBUS, and optionally touches every page so the appender
-    /// never takes the first-write fault.
-    pub fn create(dir: &Path, offset: i64, size: usize, warm: bool) -> Result<MappedFile> {
+    /// Creates (or reuses a leftover) segment and reserves its blocks so later writes through
+    /// the mapping cannot hit ENOSPC as SIGBUS. Warming is the allocator's job
+    /// ([`MappedFile::warm_range`]).
+    pub fn create(dir: &Path, offset: i64, size: usize) -> Result<MappedFile> {
         let path = dir.join(file_name(offset));
         let file = OpenOptions::new()
             .read(true)
@@ -65,7 +65,7 @@ impl MappedFile {
             .context(|| format!("size {}", path.display()))?;
         preallocate(&file, size);
         let map = MmapRaw::map_raw(&file).context(|| format!("map {}", path.display()))?;
-        let mf = MappedFile {
+        Ok(MappedFile {
             path,
             file_from_offset: offset,
             size,
@@ -73,11 +73,7 @@ impl MappedFile {
             file,
             wrote_position: AtomicUsize::new(0),
             flushed_position: AtomicUsize::new(0),
-        };
-        if warm {
-            mf.warm();
-        }
-        Ok(mf)
+        })
     }
 
     /// Maps an existing segment, which must have exactly `size` bytes. Positions start at the
@@ -140,10 +136,6 @@ impl MappedFile {
     /// writing zeros) leaves the pages clean, so no zeros are ever written back to disk, and going
     /// through `pread` rather than the mapping keeps them out of this process's resident set
     /// until they are really used (an idle broker stays small).
-    pub(crate) fn warm(&self) {
-        self.warm_range(0, self.size)
-    }
-
     /// Reads `[start, end)` so its pages are in the page cache before the appender writes them:
     /// its first touch is then a cheap minor fault instead of a read-around from disk.
     pub(crate) fn warm_range(&self, start: usize, end: usize) {
@@ -438,12 +430,7 @@ impl MappedFileQueue {
     /// Creates and appends a segment at `offset` (used by consume queues, which are small).
     pub fn create_file(&self, offset: i64) -> Result<Arc<MappedFile>> {
         fs::create_dir_all(&self.dir).context(|| format!("create {}", self.dir.display()))?;
-        let f = Arc::new(MappedFile::create(
-            &self.dir,
-            offset,
-            self.file_size,
-            false,
-        )?);
+        let f = Arc::new(MappedFile::create(&self.dir, offset, self.file_size)?);
         self.push(f.clone());
         Ok(f)
     }

@@ -94,6 +94,21 @@ pub struct OrderInfoTable {
     dirty: AtomicBool,
 }
 
+/// The order info of a queue if its current batch is the one popped at `pop_time` (a handle
+/// of an earlier batch is stale).
+fn current_batch<'a>(
+    table: &'a mut HashMap<String, HashMap<i32, OrderInfo>>,
+    topic: &str,
+    group: &str,
+    queue_id: i32,
+    pop_time: i64,
+) -> Option<&'a mut OrderInfo> {
+    table
+        .get_mut(&key(topic, group))
+        .and_then(|qs| qs.get_mut(&queue_id))
+        .filter(|info| info.pop_time == pop_time)
+}
+
 fn key(topic: &str, group: &str) -> String {
     format!("{topic}@{group}")
 }
@@ -235,15 +250,9 @@ impl OrderInfoTable {
         pop_time: i64,
     ) -> OrderAck {
         let mut t = self.table.lock();
-        let Some(info) = t
-            .get_mut(&key(topic, group))
-            .and_then(|qs| qs.get_mut(&queue_id))
-        else {
+        let Some(info) = current_batch(&mut t, topic, group, queue_id, pop_time) else {
             return OrderAck::Stale;
         };
-        if info.pop_time != pop_time {
-            return OrderAck::Stale;
-        }
         let Some(i) = info.offsets.iter().position(|o| *o == offset) else {
             return OrderAck::Stale;
         };
@@ -270,13 +279,10 @@ impl OrderInfoTable {
         next_visible: i64,
     ) -> bool {
         let mut t = self.table.lock();
-        let Some(info) = t
-            .get_mut(&key(topic, group))
-            .and_then(|qs| qs.get_mut(&queue_id))
-        else {
+        let Some(info) = current_batch(&mut t, topic, group, queue_id, pop_time) else {
             return false;
         };
-        if info.pop_time != pop_time || !info.offsets.contains(&offset) {
+        if !info.offsets.contains(&offset) {
             return false;
         }
         info.next_visible.insert(offset, next_visible);

@@ -75,25 +75,7 @@ impl TestBroker {
         props: &str,
         queue_id: i32,
     ) -> RemotingCommand {
-        let h = SendMessageRequestHeader {
-            producer_group: "pg".into(),
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            default_topic_queue_nums: 4,
-            queue_id,
-            sys_flag: 0,
-            born_timestamp: 1,
-            flag: 0,
-            properties: Some(props.into()),
-            reconsume_times: None,
-            unit_mode: None,
-            batch: None,
-            max_reconsume_times: None,
-            broker_name: None,
-        };
-        let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(body.to_vec());
-        h.write_v2(&mut req.ext_fields);
-        self.call(req).await
+        self.call(send_request(topic, body, props, queue_id)).await
     }
 
     pub async fn stop(mut self) {
@@ -101,4 +83,27 @@ impl TestBroker {
             b.shutdown().await;
         }
     }
+}
+
+/// A SEND_MESSAGE_V2 request of one message with encoded `props` to `queue_id`.
+pub fn send_request(topic: &str, body: &[u8], props: &str, queue_id: i32) -> RemotingCommand {
+    let h = SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: 1,
+        flag: 0,
+        properties: Some(props.into()),
+        reconsume_times: None,
+        unit_mode: None,
+        batch: None,
+        max_reconsume_times: None,
+        broker_name: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(body.to_vec());
+    h.write_v2(&mut req.ext_fields);
+    req
 }
