@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use ferrymq_protocol::java_properties::{refuse_unsupported, Unsupported};
 use ferrymq_protocol::properties_struct;
 
 /// The default delay levels (`messageDelayLevel`).
@@ -93,8 +94,61 @@ properties_struct! {
         pop_polling_size: usize = 1024 => "popPollingSize",
         /// Parked POP requests in total before POLLING_FULL.
         max_pop_polling_size: usize = 100_000 => "maxPopPollingSize",
+        /// ACL 1.0: check every request's signature and permissions against `plain_acl.yml`.
+        acl_enable: bool = false => "aclEnable",
+        /// The ACL file (Java's `rocketmq.acl.plain.file`); the binary defaults it to
+        /// `$ROCKETMQ_HOME/conf/plain_acl.yml`, else `plain_acl.yml` beside broker.conf.
+        plain_acl_file: Option<String> = None => "rocketmq.acl.plain.file",
+        /// disabled | permissive (TLS and plaintext on one port) | enforcing (TLS only).
+        tls_server_mode: String = "permissive".to_owned() => "tls.server.mode",
+        /// PEM certificate chain; without it (and the key) TLS uses a self-signed certificate.
+        tls_server_cert_path: Option<String> = None => "tls.server.certPath",
+        /// PEM private key (unencrypted: `tls.server.keyPassword` is not supported).
+        tls_server_key_path: Option<String> = None => "tls.server.keyPath",
+        /// Dial NameServers and other brokers with TLS (Java's client-side `tls.enable`).
+        tls_enable: bool = false => "tls.enable",
     }
 }
+
+/// Keys whose non-default values ferrymq does not implement and that change what is safe:
+/// start-up stops with the reason instead of running without them.
+pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
+    Unsupported {
+        key: "enableDLegerCommitLog",
+        accepted: &["false"],
+        why: "the DLedger commit log is not implemented; use master/slave replication (brokerRole)",
+    },
+    Unsupported {
+        key: "enableControllerMode",
+        accepted: &["false"],
+        why: "controller mode (automatic master election) is not implemented yet",
+    },
+    Unsupported {
+        key: "enableSlaveActingMaster",
+        accepted: &["false"],
+        why: "slave acting master is not implemented",
+    },
+    Unsupported {
+        key: "authenticationEnabled",
+        accepted: &["false"],
+        why: "ACL 2.0 is not implemented on remoting ports; use aclEnable=true with plain_acl.yml",
+    },
+    Unsupported {
+        key: "authorizationEnabled",
+        accepted: &["false"],
+        why: "ACL 2.0 is not implemented on remoting ports; use aclEnable=true with plain_acl.yml",
+    },
+    Unsupported {
+        key: "tls.server.need.client.auth",
+        accepted: &["none"],
+        why: "client certificates are not checked",
+    },
+    Unsupported {
+        key: "tls.server.keyPassword",
+        accepted: &[""],
+        why: "encrypted private keys are not supported; give an unencrypted PEM key",
+    },
+];
 
 /// RocketMQ keys that tune the Java runtime (thread pools, Netty, JVM memory) and have no
 /// counterpart here; a config file may carry them without a warning.
@@ -117,8 +171,6 @@ pub const IGNORED_JAVA_KEYS: &[&str] = &[
     "serverSocketRcvBufSize",
     "serverPooledByteBufAllocatorEnable",
     "useEpollNativeSelector",
-    "enableDLegerCommitLog",
-    "aclEnable",
     "autoMessageVersionOnTopicLen",
 ];
 
@@ -140,6 +192,7 @@ pub struct InvalidConfig {
 impl BrokerConfig {
     /// Reads `broker.conf` text. Returns the config and the keys worth a warning.
     pub fn from_conf(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigFileError> {
+        refuse_unsupported(text, UNSUPPORTED_JAVA_KEYS)?;
         let (config, unknown) = BrokerConfig::from_properties_text(text)?;
         config.validate()?;
         let unknown = unknown
@@ -199,6 +252,15 @@ impl BrokerConfig {
         }
         if self.default_topic_queue_nums <= 0 {
             return bad("defaultTopicQueueNums", "must be positive".into());
+        }
+        if let Err(reason) = self.tls_server_mode.parse::<ferrymq_remoting::TlsMode>() {
+            return bad("tls.server.mode", reason);
+        }
+        if self.tls_server_cert_path.is_some() != self.tls_server_key_path.is_some() {
+            return bad(
+                "tls.server.certPath",
+                "tls.server.certPath and tls.server.keyPath must be given together".into(),
+            );
         }
         if parse_delay_levels(&self.message_delay_level).is_none() {
             return bad(

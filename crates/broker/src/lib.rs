@@ -6,6 +6,7 @@
 //! starts the background tasks; [`Broker::shutdown`] stops them in order and leaves nothing
 //! unflushed.
 
+pub mod acl;
 pub mod client_registry;
 pub mod config;
 pub mod long_polling;
@@ -26,9 +27,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrymq_protocol::acl::Credentials;
 use ferrymq_protocol::message::msg_id::UniqKeyGenerator;
 use ferrymq_remoting::{
-    ClientConfig, ConnectionConfig, RemotingClient, RemotingServer, ServerConfig,
+    ClientConfig, ClientTls, ConnectionConfig, RemotingClient, RemotingServer, ServerConfig,
+    ServerTls,
 };
 use ferrymq_store::{BrokerRole, FlushDiskType, MessageStore, StoreConfig};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +56,12 @@ pub enum BrokerError {
     BadAddress(String),
     #[error("the store could not be opened: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Acl(#[from] acl::AclFileError),
+    #[error("aclEnable=true but no ACL file is configured (rocketmq.acl.plain.file)")]
+    NoAclFile,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running broker.
@@ -125,6 +134,26 @@ fn pick_port() -> std::io::Result<u16> {
 impl Broker {
     pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
+        // Security settings are checked before anything else is opened: a broker that was
+        // asked for ACL or TLS must not come up without them.
+        let acl = match (config.acl_enable, config.plain_acl_file.as_deref()) {
+            (false, _) => None,
+            (true, None) => return Err(BrokerError::NoAclFile),
+            (true, Some(path)) => {
+                let acl = Arc::new(acl::PlainAcl::load(std::path::Path::new(path))?);
+                tracing::info!(file = %path, "ACL enabled (plain_acl.yml)");
+                Some(acl)
+            }
+        };
+        let tls = Arc::new(
+            ServerTls::from_keys(
+                &config.tls_server_mode,
+                config.tls_server_cert_path.as_deref(),
+                config.tls_server_key_path.as_deref(),
+                Vec::new(),
+            )
+            .map_err(BrokerError::Tls)?,
+        );
         let picked_ports = config.listen_port == 0;
         if !config.is_slave() {
             // As RocketMQ: a master is broker 0 whatever the file says.
@@ -198,7 +227,7 @@ impl Broker {
         let recovering = state.clone();
         tokio::task::spawn_blocking(move || processor::recover_pop(&recovering)).await?;
 
-        let processor = Arc::new(processor::Processor::new(state.clone()));
+        let processor = Arc::new(processor::Processor::new(state.clone(), acl.clone()));
         let connection = ConnectionConfig {
             idle_timeout: Some(Duration::from_secs(
                 state.config().server_channel_max_idle_time_seconds.max(1),
@@ -215,6 +244,7 @@ impl Broker {
                 ServerConfig {
                     listen: addr,
                     connection: connection.clone(),
+                    tls: Some(tls.clone()),
                 },
                 processor.clone(),
             )
@@ -223,9 +253,26 @@ impl Broker {
             servers.push(server);
         }
 
-        let namesrv = RemotingClient::new(ClientConfig::default());
+        // The broker's own requests (registration, a slave's metadata sync from its master)
+        // sign with the ACL file's admin account, so a group sharing one file needs nothing else.
+        let namesrv = RemotingClient::new(ClientConfig {
+            tls: if state.config().tls_enable {
+                Some(ClientTls::trust_any().map_err(BrokerError::Tls)?)
+            } else {
+                None
+            },
+            credentials: acl.as_ref().and_then(|a| {
+                a.rules()
+                    .admin_account()
+                    .map(|a| Credentials::new(&a.access_key, a.secret_key()))
+            }),
+            ..ClientConfig::default()
+        });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        if let Some(acl) = acl {
+            tasks.spawn(acl.watch(stop.clone()));
+        }
         tasks.spawn(registration::run(
             state.clone(),
             namesrv.clone(),

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferrymq_protocol::java_properties;
+use ferrymq_protocol::java_properties::{self, refuse_unsupported, Unsupported};
 use ferrymq_protocol::properties_struct;
 
 properties_struct! {
@@ -53,8 +53,33 @@ properties_struct! {
         listen_port: u16 = 9876 => "listenPort",
         /// Connections silent this long are closed; 0 disables the check.
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
+        /// disabled | permissive (TLS and plaintext on one port) | enforcing (TLS only).
+        tls_server_mode: String = "permissive".to_owned() => "tls.server.mode",
+        /// PEM certificate chain; without it (and the key) TLS uses a self-signed certificate.
+        tls_server_cert_path: Option<String> = None => "tls.server.certPath",
+        /// PEM private key (unencrypted).
+        tls_server_key_path: Option<String> = None => "tls.server.keyPath",
     }
 }
+
+/// Keys whose non-default values ferrymq does not implement and that change what is safe.
+pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
+    Unsupported {
+        key: "enableControllerInNamesrv",
+        accepted: &["false"],
+        why: "the controller (automatic master election) is not implemented yet",
+    },
+    Unsupported {
+        key: "tls.server.need.client.auth",
+        accepted: &["none"],
+        why: "client certificates are not checked",
+    },
+    Unsupported {
+        key: "tls.server.keyPassword",
+        accepted: &[""],
+        why: "encrypted private keys are not supported; give an unencrypted PEM key",
+    },
+];
 
 /// RocketMQ keys that tune the Java runtime and have no counterpart here; a config file may
 /// carry them without a warning.
@@ -84,6 +109,9 @@ pub const STARTUP_ONLY_KEYS: &[&str] = &[
     "listenPort",
     "bindAddress",
     "serverChannelMaxIdleTimeSeconds",
+    "tls.server.mode",
+    "tls.server.certPath",
+    "tls.server.keyPath",
 ];
 
 /// Keys UPDATE_NAMESRV_CONFIG always refuses, whatever `configBlackList` says (as Java does):
@@ -124,6 +152,7 @@ impl NamesrvConfig {
     /// Reads `namesrv.conf` text. Returns the config and the unknown keys worth a warning;
     /// a bad value is an error naming its key.
     pub fn from_conf(text: &str) -> Result<(NamesrvConfig, Vec<String>), ConfigError> {
+        refuse_unsupported(text, UNSUPPORTED_JAVA_KEYS)?;
         let (config, unknown) = NamesrvConfig::from_properties_text(text)?;
         config.validate()?;
         let unknown = unknown
@@ -147,6 +176,12 @@ impl NamesrvConfig {
         }
         if self.broker_channel_expired_time == 0 {
             return bad("brokerChannelExpiredTime", "must be positive");
+        }
+        if let Err(reason) = self.tls_server_mode.parse::<ferrymq_remoting::TlsMode>() {
+            return Err(ConfigError::Invalid {
+                key: "tls.server.mode",
+                reason,
+            });
         }
         if self.kv_config_path.trim().is_empty() {
             return bad("kvConfigPath", "must not be empty");

@@ -17,7 +17,7 @@ pub mod route;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferrymq_remoting::{ConnectionConfig, RemotingServer, ServerConfig};
+use ferrymq_remoting::{ConnectionConfig, RemotingServer, ServerConfig, ServerTls};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -73,8 +73,23 @@ impl NameServer {
             idle_timeout: config.idle_timeout(),
             ..ConnectionConfig::default()
         };
+        let tls = ServerTls::from_keys(
+            &config.tls_server_mode,
+            config.tls_server_cert_path.as_deref(),
+            config.tls_server_key_path.as_deref(),
+            Vec::new(),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            key: "tls.server.certPath",
+            reason,
+        })?;
         let handler = Arc::new(NamesrvHandler::new(config, kv));
-        let server = RemotingServer::bind(ServerConfig { listen, connection }, handler.clone())
+        let server_config = ServerConfig {
+            listen,
+            connection,
+            tls: Some(Arc::new(tls)),
+        };
+        let server = RemotingServer::bind(server_config, handler.clone())
             .await
             .map_err(|source| NamesrvError::Bind {
                 addr: listen,

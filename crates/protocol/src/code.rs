@@ -266,6 +266,8 @@ pub mod version {
     /// Version this implementation puts in every command: the current Java release (5.3.3), so
     /// clients enable every feature (SQL92 filtering needs ≥ 232).
     pub const CURRENT: i32 = 479;
+    /// Up to this version, clients sign QUERY_MESSAGE before adding its unique-key flag.
+    pub const V4_9_3: i32 = 399;
     /// From this version on, clients expect standard JSON (quoted map keys) in route data.
     pub const V4_9_4: i32 = 401;
     /// Brokers at or above this send RegisterBrokerBody rather than a bare wrapper.

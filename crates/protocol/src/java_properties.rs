@@ -179,6 +179,44 @@ pub enum ConfigError {
     UnknownKey(String),
     #[error("invalid value `{value}` for configuration key `{key}`")]
     InvalidValue { key: String, value: String },
+    #[error("`{key}={value}` is not supported by ferrymq: {why}")]
+    Unsupported {
+        key: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// A RocketMQ key whose other values ferrymq does not implement and which changes what is safe
+/// (replication, access control, encryption): a file that asks for one of them must stop
+/// start-up rather than run without it.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsupported {
+    pub key: &'static str,
+    /// Values that are fine (compared trimmed, ignoring ASCII case); the default among them.
+    pub accepted: &'static [&'static str],
+    pub why: &'static str,
+}
+
+/// Refuses the first pair of `text` that asks for an unsupported value of a `rules` key.
+pub fn refuse_unsupported(text: &str, rules: &[Unsupported]) -> Result<(), ConfigError> {
+    for (key, value) in parse(text) {
+        let Some(rule) = rules.iter().find(|r| r.key == key) else {
+            continue;
+        };
+        if !rule
+            .accepted
+            .iter()
+            .any(|ok| ok.eq_ignore_ascii_case(value.trim()))
+        {
+            return Err(ConfigError::Unsupported {
+                key,
+                value,
+                why: rule.why,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Declares a configuration struct keyed by RocketMQ property names:
@@ -245,6 +283,22 @@ macro_rules! properties_struct {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_values_are_refused_by_name() {
+        const RULES: &[Unsupported] = &[Unsupported {
+            key: "enableDLegerCommitLog",
+            accepted: &["false"],
+            why: "no DLedger",
+        }];
+        assert!(refuse_unsupported("enableDLegerCommitLog = FALSE\n", RULES).is_ok());
+        assert!(refuse_unsupported("other=true\n", RULES).is_ok());
+        let e = refuse_unsupported("enableDLegerCommitLog=true\n", RULES).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`enableDLegerCommitLog=true` is not supported by ferrymq: no DLedger"
+        );
+    }
 
     #[test]
     fn parses_java_properties() {

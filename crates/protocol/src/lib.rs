@@ -2,6 +2,7 @@
 //! typed headers, JSON bodies and the message record layout. No sockets, no files: every other
 //! crate builds on these types, and each codec here is tested against the bytes real clients send.
 
+pub mod acl;
 pub mod body;
 pub mod code;
 pub mod codec;

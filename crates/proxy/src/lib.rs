@@ -37,4 +37,4 @@ mod tls;
 mod transaction;
 
 pub use error::ProxyError;
-pub use server::{Proxy, ProxyConfig, TlsFiles};
+pub use server::{Proxy, ProxyConfig, TlsFiles, TlsMode};

@@ -16,8 +16,8 @@ use crate::pb::messaging_service_server::MessagingServiceServer;
 use crate::renew;
 use crate::service::{Context, Messaging};
 use crate::session::Sessions;
-pub use crate::tls::TlsFiles;
-use crate::tls::{self, TlsSource};
+use crate::tls;
+pub use ferrymq_remoting::tls::{ServerTls, TlsFiles, TlsMode};
 use crate::transaction::{Producers, Transactions};
 
 /// Largest gRPC message accepted (the Java proxy's 130 MiB: batches of 4 MiB bodies).
@@ -37,6 +37,8 @@ pub struct ProxyConfig {
     /// Certificate and key; `None` generates a self-signed certificate on the first TLS
     /// connection.
     pub tls: Option<TlsFiles>,
+    /// `tls.server.mode`: permissive (default) serves TLS and plaintext on the port.
+    pub tls_mode: TlsMode,
     /// Timeout of ordinary broker requests.
     pub request_timeout: Duration,
 }
@@ -48,6 +50,7 @@ impl ProxyConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             namesrv_addr: namesrv_addr.into(),
             tls: None,
+            tls_mode: TlsMode::Permissive,
             request_timeout: Duration::from_secs(3),
         }
     }
@@ -72,8 +75,13 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// Binds the listener and starts serving. Must be called inside a Tokio runtime.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
-        let tls_source = Arc::new(TlsSource::new(config.tls.clone()));
-        tls_source.validate()?;
+        // gRPC needs HTTP/2; Java and Go clients ask for it by ALPN.
+        let tls_source = Arc::new(ServerTls::new(
+            config.tls_mode,
+            config.tls.clone(),
+            vec![b"h2".to_vec()],
+        ));
+        tls_source.validate().map_err(ProxyError::Tls)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -11,9 +11,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use ferrymq_protocol::acl::{sign_request, Credentials};
 use ferrymq_protocol::RemotingCommand;
 
 use crate::connection::{ConnectionConfig, ErasedHandler};
+use crate::tls::{ClientTls, MaybeTlsStream};
 use crate::{Connection, RequestHandler, TransportError};
 
 /// Client settings.
@@ -21,6 +23,10 @@ use crate::{Connection, RequestHandler, TransportError};
 pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub connection: ConnectionConfig,
+    /// Dial with TLS (RocketMQ's `tls.enable`).
+    pub tls: Option<ClientTls>,
+    /// Sign every request for ACL (Java's `AclClientRPCHook`).
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -28,6 +34,8 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(3),
             connection: ConnectionConfig::default(),
+            tls: None,
+            credentials: None,
         }
     }
 }
@@ -151,19 +159,28 @@ impl RemotingClient {
             .ok()
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| TransportError::InvalidAddress(addr.to_owned()))?;
-        let stream = tokio::time::timeout(
-            self.inner.config.connect_timeout,
-            TcpStream::connect(socket_addr),
-        )
-        .await
-        .map_err(|_| TransportError::Connect {
-            addr: addr.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-        })?
-        .map_err(|source| TransportError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        let tls = self.inner.config.tls.clone();
+        let connect = async {
+            let tcp = TcpStream::connect(socket_addr).await?;
+            match &tls {
+                None => Ok(MaybeTlsStream::Plain(tcp)),
+                Some(tls) => {
+                    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    tls.connect(host, tcp).await
+                }
+            }
+        };
+        let stream = tokio::time::timeout(self.inner.config.connect_timeout, connect)
+            .await
+            .map_err(|_| TransportError::Connect {
+                addr: addr.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            })?
+            .map_err(|source| TransportError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
         let conn = Connection::spawn(
             stream,
             self.inner.handler.clone(),
@@ -218,20 +235,30 @@ impl RemotingClient {
     pub async fn invoke(
         &self,
         addr: &str,
-        request: RemotingCommand,
+        mut request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, TransportError> {
         let conn = self.connection(addr).await?;
+        self.sign(&mut request);
         conn.invoke(request, timeout).await
+    }
+
+    /// Signs a request when the client has credentials (every request: the broker checks
+    /// each one, heartbeats and route queries included).
+    fn sign(&self, request: &mut RemotingCommand) {
+        if let Some(credentials) = &self.inner.config.credentials {
+            sign_request(request, credentials);
+        }
     }
 
     /// Sends a one-way request to `addr`.
     pub async fn invoke_oneway(
         &self,
         addr: &str,
-        request: RemotingCommand,
+        mut request: RemotingCommand,
     ) -> Result<(), TransportError> {
         let conn = self.connection(addr).await?;
+        self.sign(&mut request);
         conn.invoke_oneway(request).await
     }
 

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +27,13 @@ use ferrymq_protocol::codec::{encode_frame_head, RemotingCodec, DEFAULT_MAX_FRAM
 use ferrymq_protocol::command::{FLAG_ONEWAY, FLAG_RESPONSE};
 use ferrymq_protocol::{RemotingCommand, ResponseCode, SerializeType};
 
+use crate::tls::MaybeTlsStream;
 use crate::TransportError;
+
+/// The halves of a socket, plaintext or TLS. Plaintext TCP splits without a lock; a TLS stream
+/// shares one session between the halves.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Serves requests that arrive on a connection.
 pub trait RequestHandler: Send + Sync + 'static {
@@ -107,6 +111,7 @@ struct Shared {
     closed: CancellationToken,
     epoch: Instant,
     last_active_ms: AtomicU64,
+    tls: bool,
 }
 
 /// A handle to a live connection; cheap to clone.
@@ -128,15 +133,25 @@ impl Connection {
     /// Starts the reader and writer tasks for `stream`. `stop` ends reading (server shutdown);
     /// the connection then finishes in-flight requests, flushes and closes.
     pub(crate) fn spawn(
-        stream: TcpStream,
+        stream: MaybeTlsStream,
         handler: Arc<dyn ErasedHandler>,
         config: ConnectionConfig,
         stop: CancellationToken,
     ) -> std::io::Result<Connection> {
-        let peer = stream.peer_addr()?;
-        let local = stream.local_addr()?;
-        let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
+        let peer = stream.tcp().peer_addr()?;
+        let local = stream.tcp().local_addr()?;
+        let _ = stream.tcp().set_nodelay(true);
+        let tls = stream.is_tls();
+        let (rd, wr): (ReadHalf, WriteHalf) = match stream {
+            MaybeTlsStream::Plain(tcp) => {
+                let (rd, wr) = tcp.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+            tls => {
+                let (rd, wr) = tokio::io::split(tls);
+                (Box::new(rd), Box::new(wr))
+            }
+        };
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let conn = Connection {
             shared: Arc::new(Shared {
@@ -148,6 +163,7 @@ impl Connection {
                 closed: CancellationToken::new(),
                 epoch: Instant::now(),
                 last_active_ms: AtomicU64::new(0),
+                tls,
             }),
         };
         tokio::spawn(write_loop(wr, rx, conn.clone()));
@@ -166,6 +182,11 @@ impl Connection {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// Whether the socket runs TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls
     }
 
     pub fn is_closed(&self) -> bool {
@@ -273,7 +294,7 @@ impl Connection {
 }
 
 async fn read_loop(
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     conn: Connection,
     handler: Arc<dyn ErasedHandler>,
     config: ConnectionConfig,
@@ -382,7 +403,7 @@ fn with_reply_fields(
 }
 
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf,
     mut rx: mpsc::Receiver<RemotingCommand>,
     conn: Connection,
 ) {
@@ -422,7 +443,7 @@ async fn write_loop(
 }
 
 async fn write_command(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     buf: &mut BytesMut,
     cmd: &RemotingCommand,
 ) -> std::io::Result<()> {
@@ -450,7 +471,7 @@ async fn write_command(
     Ok(())
 }
 
-async fn flush(wr: &mut OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<()> {
+async fn flush(wr: &mut WriteHalf, buf: &mut BytesMut) -> std::io::Result<()> {
     if !buf.is_empty() {
         wr.write_all(buf).await?;
         buf.clear();

@@ -9,8 +9,10 @@ mod client;
 mod connection;
 mod error;
 mod server;
+pub mod tls;
 
 pub use client::{ClientConfig, RemotingClient};
 pub use connection::{Connection, ConnectionConfig, RequestHandler};
 pub use error::TransportError;
 pub use server::{RemotingServer, ServerConfig};
+pub use tls::{ClientTls, ServerTls, TlsFiles, TlsMode};

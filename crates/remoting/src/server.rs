@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::connection::{ConnectionConfig, ErasedHandler};
+use crate::tls::{MaybeTlsStream, ServerTls, TlsMode, HANDSHAKE_TIMEOUT};
 use crate::{Connection, RequestHandler};
 
 /// Server settings.
@@ -18,6 +19,8 @@ use crate::{Connection, RequestHandler};
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub connection: ConnectionConfig,
+    /// TLS mode and certificate; `None` = plaintext only.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +32,7 @@ impl Default for ServerConfig {
                 idle_timeout: Some(Duration::from_secs(120)),
                 ..ConnectionConfig::default()
             },
+            tls: None,
         }
     }
 }
@@ -46,15 +50,20 @@ impl RemotingServer {
         config: ServerConfig,
         handler: Arc<H>,
     ) -> std::io::Result<RemotingServer> {
+        if let Some(tls) = &config.tls {
+            tls.validate().map_err(std::io::Error::other)?;
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let handler: Arc<dyn ErasedHandler> = handler;
+        let tls = config.tls.filter(|t| t.mode() != TlsMode::Disabled);
         tasks.spawn(accept_loop(
             listener,
             handler,
             config.connection,
+            tls,
             stop.clone(),
             tasks.clone(),
         ));
@@ -83,6 +92,7 @@ async fn accept_loop(
     listener: TcpListener,
     handler: Arc<dyn ErasedHandler>,
     config: ConnectionConfig,
+    tls: Option<Arc<ServerTls>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -91,10 +101,10 @@ async fn accept_loop(
             _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
+        let (stream, peer) = match accepted {
             Ok((stream, peer)) => {
                 debug!(%peer, "accepted connection");
-                stream
+                (stream, peer)
             }
             Err(e) => {
                 // Usually EMFILE or a connection reset before accept; back off instead of
@@ -104,11 +114,41 @@ async fn accept_loop(
                 continue;
             }
         };
-        match Connection::spawn(stream, handler.clone(), config.clone(), stop.clone()) {
-            Ok(conn) => {
-                tasks.spawn(async move { conn.closed().await });
+        let Some(tls) = tls.clone() else {
+            serve(
+                MaybeTlsStream::Plain(stream),
+                &handler,
+                &config,
+                &stop,
+                &tasks,
+            );
+            continue;
+        };
+        // Classifying waits for the client's first byte and a TLS handshake takes round
+        // trips: neither may hold up the accept loop.
+        let (handler, config, stop, inner_tasks) =
+            (handler.clone(), config.clone(), stop.clone(), tasks.clone());
+        tasks.spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve(stream, &handler, &config, &stop, &inner_tasks),
+                Ok(Err(e)) => debug!(%peer, error = %e, "connection refused before its first frame"),
+                Err(_) => debug!(%peer, "connection silent or TLS handshake too slow"),
             }
-            Err(e) => debug!(error = %e, "connection closed before it was set up"),
+        });
+    }
+}
+
+fn serve(
+    stream: MaybeTlsStream,
+    handler: &Arc<dyn ErasedHandler>,
+    config: &ConnectionConfig,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    match Connection::spawn(stream, handler.clone(), config.clone(), stop.clone()) {
+        Ok(conn) => {
+            tasks.spawn(async move { conn.closed().await });
         }
+        Err(e) => debug!(error = %e, "connection closed before it was set up"),
     }
 }

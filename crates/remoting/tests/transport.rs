@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use ferrymq_remoting::{
-    ClientConfig, Connection, ConnectionConfig, RemotingClient, RemotingServer, RequestHandler,
-    ServerConfig, TransportError,
+    ClientConfig, ClientTls, Connection, ConnectionConfig, RemotingClient, RemotingServer,
+    RequestHandler, ServerConfig, ServerTls, TlsFiles, TlsMode, TransportError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -79,11 +79,19 @@ impl RequestHandler for ClientSide {
 }
 
 async fn start(config: ConnectionConfig) -> (RemotingServer, Arc<TestHandler>, String) {
+    start_with_tls(config, None).await
+}
+
+async fn start_with_tls(
+    config: ConnectionConfig,
+    tls: Option<ServerTls>,
+) -> (RemotingServer, Arc<TestHandler>, String) {
     let handler = Arc::new(TestHandler::default());
     let server = RemotingServer::bind(
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             connection: config,
+            tls: tls.map(Arc::new),
         },
         handler.clone(),
     )
@@ -370,4 +378,126 @@ async fn shutdown_finishes_in_flight_requests() {
         "listener closed"
     );
     client.shutdown();
+}
+
+fn tls_client() -> RemotingClient {
+    RemotingClient::with_handler(
+        ClientConfig {
+            tls: Some(ClientTls::trust_any().unwrap()),
+            ..ClientConfig::default()
+        },
+        Arc::new(ClientSide),
+    )
+}
+
+/// One round trip with a body above the zero-copy threshold and a server → client call.
+async fn exercise(client: &RemotingClient, addr: &str) -> Result<(), TransportError> {
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = client.invoke(addr, echo(&big, SerializeType::Json), T).await?;
+    assert_eq!(resp.body.to_bytes(), Bytes::from(big));
+    let resp = client
+        .invoke(addr, RemotingCommand::request(RequestCode::HeartBeat), T)
+        .await?;
+    assert_eq!(&resp.body.to_bytes()[..], b"client-info");
+    Ok(())
+}
+
+#[tokio::test]
+async fn tls_permissive_serves_tls_and_plaintext_on_one_port() {
+    let tls = ServerTls::new(TlsMode::Permissive, None, Vec::new());
+    let (server, _h, addr) = start_with_tls(ConnectionConfig::default(), Some(tls)).await;
+    let plain = RemotingClient::with_handler(ClientConfig::default(), Arc::new(ClientSide));
+    exercise(&plain, &addr).await.expect("plaintext accepted");
+    let tls = tls_client();
+    exercise(&tls, &addr).await.expect("TLS accepted");
+    assert!(tls.connection(&addr).await.unwrap().is_tls());
+    assert!(!plain.connection(&addr).await.unwrap().is_tls());
+    plain.shutdown();
+    tls.shutdown();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_enforcing_refuses_plaintext() {
+    let tls = ServerTls::new(TlsMode::Enforcing, None, Vec::new());
+    let (server, _h, addr) = start_with_tls(ConnectionConfig::default(), Some(tls)).await;
+    let plain = RemotingClient::new(ClientConfig::default());
+    let refused = plain.invoke(&addr, echo(b"x", SerializeType::Json), T).await;
+    assert!(
+        matches!(refused, Err(TransportError::ConnectionClosed)),
+        "plaintext must be refused: {refused:?}"
+    );
+    let tls = tls_client();
+    exercise(&tls, &addr).await.expect("TLS accepted");
+    plain.shutdown();
+    tls.shutdown();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_disabled_serves_plaintext_only() {
+    let tls = ServerTls::new(TlsMode::Disabled, None, Vec::new());
+    let (server, _h, addr) = start_with_tls(ConnectionConfig::default(), Some(tls)).await;
+    let tls = tls_client();
+    assert!(tls.invoke(&addr, echo(b"x", SerializeType::Json), T).await.is_err());
+    let plain = RemotingClient::with_handler(ClientConfig::default(), Arc::new(ClientSide));
+    exercise(&plain, &addr).await.expect("plaintext accepted");
+    plain.shutdown();
+    tls.shutdown();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_with_certificate_files_and_a_verifying_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("rocketmq.crt");
+    let key_path = dir.path().join("rocketmq.key");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls = ServerTls::from_keys(
+        "enforcing",
+        cert_path.to_str(),
+        key_path.to_str(),
+        Vec::new(),
+    )
+    .unwrap();
+    let (server, _h, addr) = start_with_tls(ConnectionConfig::default(), Some(tls)).await;
+    let port = addr.rsplit_once(':').unwrap().1;
+    let verifying = RemotingClient::with_handler(
+        ClientConfig {
+            tls: Some(ClientTls::new(Some(&cert_path), Vec::new()).unwrap()),
+            ..ClientConfig::default()
+        },
+        Arc::new(ClientSide),
+    );
+    // The certificate names localhost, and the client checks it against the CA file.
+    exercise(&verifying, &format!("localhost:{port}"))
+        .await
+        .expect("verified TLS");
+    // A certificate the client does not trust fails the handshake.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let other_path = dir.path().join("other.crt");
+    std::fs::write(&other_path, other.cert.pem()).unwrap();
+    let distrusting = RemotingClient::new(ClientConfig {
+        tls: Some(ClientTls::new(Some(&other_path), Vec::new()).unwrap()),
+        ..ClientConfig::default()
+    });
+    assert!(distrusting
+        .invoke(&format!("localhost:{port}"), echo(b"x", SerializeType::Json), T)
+        .await
+        .is_err());
+    // Half a pair or a missing file is a start-up error naming the problem.
+    assert!(ServerTls::from_keys("enforcing", cert_path.to_str(), None, Vec::new()).is_err());
+    let missing = TlsFiles {
+        cert_chain: dir.path().join("none.crt"),
+        private_key: key_path.clone(),
+    };
+    assert!(ServerTls::new(TlsMode::Enforcing, Some(missing), Vec::new())
+        .validate()
+        .unwrap_err()
+        .contains("none.crt"));
+    verifying.shutdown();
+    distrusting.shutdown();
+    server.shutdown().await;
 }

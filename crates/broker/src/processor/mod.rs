@@ -25,6 +25,7 @@ use ferrymq_protocol::header::CommandHeader;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{Connection, RequestHandler};
 
+use crate::acl::PlainAcl;
 use crate::state::BrokerState;
 
 pub use pop::PopState;
@@ -36,11 +37,13 @@ type Reply = Result<RemotingCommand, RemotingCommand>;
 /// Serves every broker request.
 pub struct Processor {
     state: Arc<BrokerState>,
+    /// ACL 1.0 rules when `aclEnable`; every request is checked against them first.
+    acl: Option<Arc<PlainAcl>>,
 }
 
 impl Processor {
-    pub fn new(state: Arc<BrokerState>) -> Self {
-        Processor { state }
+    pub fn new(state: Arc<BrokerState>, acl: Option<Arc<PlainAcl>>) -> Self {
+        Processor { state, acl }
     }
 }
 
@@ -80,6 +83,12 @@ fn json_reply<T: serde::Serialize>(req: &RemotingCommand, value: &T) -> Remoting
 impl RequestHandler for Processor {
     async fn handle(&self, conn: &Connection, req: RemotingCommand) -> Option<RemotingCommand> {
         let s = &self.state;
+        if let Some(acl) = &self.acl {
+            if let Err(cause) = acl.rules().check(&req, conn.peer_addr().ip()) {
+                tracing::debug!(peer = %conn.peer_addr(), code = req.code, %cause, "request refused by ACL");
+                return Some(err(&req, ResponseCode::NoPermission, cause));
+            }
+        }
         let reply = match req.request_code() {
             RequestCode::SendMessage
             | RequestCode::SendMessageV2
