@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use ferrymq_protocol::acl::Credentials;
+
 use crate::error::{ClientError, Result};
 
 /// Environment variable read when no name server address is configured.
@@ -24,6 +26,14 @@ pub struct ClientOptions {
     pub route_refresh_interval: Duration,
     /// How often every broker gets a heartbeat (Java `heartbeatBrokerInterval`, 30 s).
     pub heartbeat_interval: Duration,
+    /// ACL credentials: every request is signed with them (Java's `AclClientRPCHook`).
+    pub credentials: Option<Credentials>,
+    /// Dial name servers and brokers with TLS (Java's `tls.enable`), trusting any certificate
+    /// unless [`ClientOptions::tls_ca_file`] is set.
+    pub tls: bool,
+    /// PEM CA certificates the servers' certificates must chain to (Java's
+    /// `tls.client.trustCertPath` with `tls.client.authServer=true`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -35,11 +45,30 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(3),
             route_refresh_interval: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(30),
+            credentials: None,
+            tls: false,
+            tls_ca_file: None,
         }
     }
 }
 
 impl ClientOptions {
+    /// The transport settings these options ask for.
+    pub(crate) fn transport(&self) -> Result<ferrymq_remoting::ClientConfig> {
+        let tls = if self.tls || self.tls_ca_file.is_some() {
+            let tls = ferrymq_remoting::ClientTls::new(self.tls_ca_file.as_ref(), Vec::new())
+                .map_err(|e| ClientError::InvalidArgument(format!("TLS: {e}")))?;
+            Some(tls)
+        } else {
+            None
+        };
+        Ok(ferrymq_remoting::ClientConfig {
+            tls,
+            credentials: self.credentials.clone(),
+            ..ferrymq_remoting::ClientConfig::default()
+        })
+    }
+
     /// The name server addresses: the configured list, else `NAMESRV_ADDR`.
     pub fn namesrv_addrs(&self) -> Result<Vec<String>> {
         let raw = match &self.namesrv_addr {
@@ -82,6 +111,24 @@ macro_rules! client_option_setters {
         /// All connection and housekeeping settings at once.
         pub fn options(mut self, options: $crate::config::ClientOptions) -> Self {
             self.options = options;
+            self
+        }
+
+        /// Signs every request with an ACL access key and secret key.
+        pub fn credentials(
+            mut self,
+            access_key: impl Into<String>,
+            secret_key: impl Into<String>,
+        ) -> Self {
+            self.options.credentials = Some(ferrymq_protocol::acl::Credentials::new(
+                access_key, secret_key,
+            ));
+            self
+        }
+
+        /// Connects with TLS (trusting any server certificate, as RocketMQ clients do).
+        pub fn tls(mut self, on: bool) -> Self {
+            self.options.tls = on;
             self
         }
 

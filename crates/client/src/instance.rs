@@ -36,7 +36,7 @@ use ferrymq_protocol::header::{
 };
 use ferrymq_protocol::message::{keys, RecordView, UniqKeyGenerator};
 use ferrymq_protocol::{naming, RemotingCommand, RequestCode, ResponseCode};
-use ferrymq_remoting::{ClientConfig, Connection, RemotingClient, RequestHandler};
+use ferrymq_remoting::{Connection, RemotingClient, RequestHandler};
 
 use crate::config::ClientOptions;
 use crate::error::{ClientError, Result};
@@ -318,7 +318,7 @@ impl ClientInstance {
         let client_id = format!("{ip}@{instance_name}");
         let members = Arc::new(Members::default());
         let remoting = RemotingClient::with_handler(
-            ClientConfig::default(),
+            options.transport()?,
             Arc::new(Callbacks {
                 members: members.clone(),
             }),

@@ -40,6 +40,8 @@ pub struct AdminCommand {
         global = true
     )]
     namesrv_addr: String,
+    #[command(flatten)]
+    security: crate::connect::SecurityArgs,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -328,7 +330,7 @@ pub fn run(cmd: AdminCommand) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let admin = Admin::builder()
-            .namesrv_addr(cmd.namesrv_addr.clone())
+            .options(cmd.security.client_options(&cmd.namesrv_addr))
             .start()
             .await
             .map_err(|e| anyhow!(describe(&e)))?;

@@ -47,6 +47,8 @@ pub struct CommonArgs {
         default_value = "127.0.0.1:9876"
     )]
     namesrv: String,
+    #[command(flatten)]
+    security: crate::connect::SecurityArgs,
     /// Topic.
     #[arg(short = 't', long = "topic", default_value = "BenchmarkTest")]
     topic: String,
@@ -297,7 +299,7 @@ fn build_message(a: &ProduceArgs, body: &Bytes, n: u64) -> Message {
 
 async fn start_producer(a: &ProduceArgs) -> Result<Producer> {
     let mut b = Producer::builder("benchmark_producer")
-        .namesrv_addr(a.common.namesrv.clone())
+        .options(a.common.security.client_options(&a.common.namesrv))
         .send_timeout(Duration::from_secs(3));
     if !a.compress {
         b = b.compress_threshold(usize::MAX);
@@ -600,7 +602,7 @@ async fn run_consume(args: ConsumeArgs) -> Result<()> {
     });
     let listener_state = state.clone();
     let consumer = PushConsumer::builder(args.group.clone())
-        .namesrv_addr(args.common.namesrv.clone())
+        .options(args.common.security.client_options(&args.common.namesrv))
         .subscribe(args.common.topic.clone(), expression)
         .consume_threads(args.threads.max(1))
         .start(move |msgs: &[MessageExt]| listener_state.on_batch(msgs))

@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod connect;
 mod logging;
 mod store_cmd;
 
@@ -15,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
-use ferrymq_proxy::{Proxy, ProxyConfig};
+use ferrymq_proxy::{Proxy, ProxyConfig, TlsFiles, TlsMode};
 
 #[derive(Parser)]
 #[command(
@@ -154,9 +155,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads a config file. A `tls.config.file` key names RocketMQ's `tls.properties`, whose
+/// `tls.*` keys are read as if they were in the file (keys in the file itself win).
 fn read_conf(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let tls_file = ferrymq_protocol::java_properties::parse(&text)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "tls.config.file")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let Some(tls_file) = tls_file else {
+        return Ok(text);
+    };
+    let tls_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&tls_file);
+    let tls_text = std::fs::read_to_string(&tls_path)
+        .with_context(|| format!("cannot read tls.config.file {}", tls_path.display()))?;
+    // Later lines win, so the tls file goes first.
+    Ok(format!("{tls_text}\n{text}"))
+}
+
+/// Where `aclEnable=true` looks for `plain_acl.yml` when `rocketmq.acl.plain.file` is not
+/// set: `$ROCKETMQ_HOME/conf/plain_acl.yml` as Java, else beside the config file (RocketMQ's
+/// distribution keeps both in `conf/`).
+fn default_acl_file(config_path: Option<&Path>) -> PathBuf {
+    match std::env::var_os("ROCKETMQ_HOME") {
+        Some(home) => PathBuf::from(home).join("conf").join("plain_acl.yml"),
+        None => config_path
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .join("plain_acl.yml"),
+    }
 }
 
 fn namesrv_config(path: Option<&Path>) -> Result<NamesrvConfig> {
@@ -175,10 +208,17 @@ fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
     let Some(path) = path else {
         return Ok(BrokerConfig::default());
     };
-    let (config, unknown) = BrokerConfig::from_conf(&read_conf(path)?)
+    let (mut config, unknown) = BrokerConfig::from_conf(&read_conf(path)?)
         .with_context(|| format!("invalid config file {}", path.display()))?;
     for key in unknown {
         tracing::warn!(key, file = %path.display(), "unknown broker config key ignored");
+    }
+    if config.acl_enable && config.plain_acl_file.is_none() {
+        config.plain_acl_file = Some(
+            default_acl_file(Some(path))
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     Ok(config)
 }
@@ -273,8 +313,17 @@ async fn run_standalone(
             .join("namesrv.properties")
             .to_string_lossy()
             .into_owned(),
+        // One process, one TLS setting: the embedded NameServer follows the broker's.
+        tls_server_mode: config.tls_server_mode.clone(),
+        tls_server_cert_path: config.tls_server_cert_path.clone(),
+        tls_server_key_path: config.tls_server_key_path.clone(),
         ..NamesrvConfig::default()
     };
+    // Under `enforcing` the parts must talk to each other over TLS too.
+    let internal_tls = config.tls_server_mode.eq_ignore_ascii_case("enforcing");
+    if internal_tls {
+        config.tls_enable = true;
+    }
     let namesrv = NameServer::start(namesrv_config, namesrv_listen)
         .await
         .context("cannot start the embedded name server")?;
@@ -288,6 +337,19 @@ async fn run_standalone(
         config.namesrv_addr = Some(ns_local.to_string());
     }
     tracing::info!(data = %config.store_path_root_dir, namesrv = %ns_addr, "standalone: name server ready");
+    let broker_acl = config.acl_enable;
+    // The gRPC port follows the broker's TLS settings.
+    let grpc_tls_mode = config
+        .tls_server_mode
+        .parse::<TlsMode>()
+        .map_err(|e| anyhow::anyhow!("tls.server.mode: {e}"))?;
+    let grpc_tls_files = match (&config.tls_server_cert_path, &config.tls_server_key_path) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_chain: cert.into(),
+            private_key: key.into(),
+        }),
+        _ => None,
+    };
     let broker = match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => {
@@ -297,12 +359,20 @@ async fn run_standalone(
     };
     let (listen, required) = match grpc_listen {
         GrpcListen::Off => (None, false),
+        _ if broker_acl => {
+            broker.shutdown().await;
+            namesrv.shutdown().await;
+            bail!("aclEnable=true: the gRPC endpoint has no access control yet, so it would let anyone in; start with --no-grpc");
+        }
         GrpcListen::Default => (Some(SocketAddr::from(([0, 0, 0, 0], 8081))), false),
         GrpcListen::Required(addr) => (Some(addr), true),
     };
     let proxy = match listen {
         Some(listen) => match Proxy::start(ProxyConfig {
             listen,
+            tls: grpc_tls_files,
+            tls_mode: grpc_tls_mode,
+            upstream_tls: internal_tls,
             ..ProxyConfig::new(ns_local.to_string())
         })
         .await

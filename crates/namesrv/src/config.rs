@@ -84,6 +84,10 @@ pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
 /// RocketMQ keys that tune the Java runtime and have no counterpart here; a config file may
 /// carry them without a warning.
 pub const IGNORED_JAVA_KEYS: &[&str] = &[
+    // Read by the binary, which merges that file's keys into this one.
+    "tls.config.file",
+    // Without certificate files TLS always uses a generated certificate.
+    "tls.test.mode.enable",
     "clientRequestThreadPoolNums",
     "defaultThreadPoolNums",
     "clientRequestThreadPoolQueueCapacity",

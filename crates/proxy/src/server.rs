@@ -39,6 +39,8 @@ pub struct ProxyConfig {
     pub tls: Option<TlsFiles>,
     /// `tls.server.mode`: permissive (default) serves TLS and plaintext on the port.
     pub tls_mode: TlsMode,
+    /// Reach name servers and brokers over TLS.
+    pub upstream_tls: bool,
     /// Timeout of ordinary broker requests.
     pub request_timeout: Duration,
 }
@@ -51,6 +53,7 @@ impl ProxyConfig {
             namesrv_addr: namesrv_addr.into(),
             tls: None,
             tls_mode: TlsMode::Permissive,
+            upstream_tls: false,
             request_timeout: Duration::from_secs(3),
         }
     }
@@ -94,6 +97,7 @@ impl Proxy {
             namesrv_addr: Some(config.namesrv_addr.clone()),
             instance_name: Some(format!("ferrymq-proxy-{}", std::process::id())),
             request_timeout: config.request_timeout,
+            tls: config.upstream_tls,
             ..ClientOptions::default()
         })?;
         let sessions = Arc::new(Sessions::default());
