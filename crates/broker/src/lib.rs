@@ -6,7 +6,6 @@
 //! starts the background tasks; [`Broker::shutdown`] stops them in order and leaves nothing
 //! unflushed.
 
-pub mod acl;
 pub mod client_registry;
 pub mod config;
 pub mod long_polling;
@@ -57,7 +56,7 @@ pub enum BrokerError {
     #[error("the store could not be opened: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
-    Acl(#[from] acl::AclFileError),
+    Acl(#[from] ferrymq_auth::AclFileError),
     #[error("aclEnable=true but no ACL file is configured (rocketmq.acl.plain.file)")]
     NoAclFile,
     #[error("TLS: {0}")]
@@ -140,7 +139,7 @@ impl Broker {
             (false, _) => None,
             (true, None) => return Err(BrokerError::NoAclFile),
             (true, Some(path)) => {
-                let acl = Arc::new(acl::PlainAcl::load(std::path::Path::new(path))?);
+                let acl = Arc::new(ferrymq_auth::PlainAcl::load(std::path::Path::new(path))?);
                 tracing::info!(file = %path, "ACL enabled (plain_acl.yml)");
                 Some(acl)
             }

@@ -39,16 +39,23 @@ async fn refusals_name_their_cause_and_the_connection_stays_usable() {
     let refused = |resp: &ferrymq_protocol::RemotingCommand, cause: &str| {
         assert_eq!(resp.response_code(), ResponseCode::NoPermission, "{resp:?}");
         let remark = resp.remark.clone().unwrap_or_default();
-        assert!(remark.contains(cause), "remark `{remark}` should say `{cause}`");
+        assert!(
+            remark.contains(cause),
+            "remark `{remark}` should say `{cause}`"
+        );
     };
 
     refused(&broker.send("Orders", b"body", "", 0).await, "no AccessKey");
     refused(
-        &broker.call(signed("Orders", &Credentials::new("app", "wrong-secret"))).await,
+        &broker
+            .call(signed("Orders", &Credentials::new("app", "wrong-secret")))
+            .await,
         "bad signature for access key `app`",
     );
     refused(
-        &broker.call(signed("Orders", &Credentials::new("nobody", "123456"))).await,
+        &broker
+            .call(signed("Orders", &Credentials::new("nobody", "123456")))
+            .await,
         "unknown access key `nobody`",
     );
     refused(
@@ -71,7 +78,10 @@ async fn refusals_name_their_cause_and_the_connection_stays_usable() {
         if resp.response_code() == ResponseCode::Success {
             break;
         }
-        assert!(Instant::now() < deadline, "the edited ACL file was not picked up");
+        assert!(
+            Instant::now() < deadline,
+            "the edited ACL file was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A broken edit keeps the rules in force.
@@ -87,7 +97,10 @@ async fn acl_without_a_usable_file_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::test_config(dir.path());
     config.acl_enable = true;
-    let e = ferrymq_broker::Broker::start(config.clone()).await.err().unwrap();
+    let e = ferrymq_broker::Broker::start(config.clone())
+        .await
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("no ACL file"), "{e}");
     config.plain_acl_file = Some(dir.path().join("missing.yml").to_string_lossy().into());
     let e = ferrymq_broker::Broker::start(config).await.err().unwrap();

@@ -60,7 +60,10 @@ async fn send_code(options: ClientOptions, topic: &str) -> Option<ResponseCode> 
         .unwrap();
     let result = producer.send(Message::new(topic, "x")).await;
     producer.shutdown().await;
-    result.err().map(|e| e.response_code().expect("a broker refusal, not a transport error"))
+    result.err().map(|e| {
+        e.response_code()
+            .expect("a broker refusal, not a transport error")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +88,11 @@ async fn acl_signed_clients_work_and_the_rest_are_refused() {
         .create_topic_on_broker(&cluster.broker_addr(0), &TopicSpec::new(&topic, 4))
         .await
         .unwrap_err();
-    assert_eq!(refused.response_code(), Some(ResponseCode::NoPermission), "{refused}");
+    assert_eq!(
+        refused.response_code(),
+        Some(ResponseCode::NoPermission),
+        "{refused}"
+    );
     app_admin.shutdown().await;
     let admin = Admin::builder()
         .options(with_credentials(cluster.options(), "ops", "ops-secret"))
@@ -97,7 +104,9 @@ async fn acl_signed_clients_work_and_the_rest_are_refused() {
         .await
         .unwrap();
     admin.shutdown().await;
-    cluster.wait_route(&topic, |r| !r.queue_datas.is_empty()).await;
+    cluster
+        .wait_route(&topic, |r| !r.queue_datas.is_empty())
+        .await;
 
     // The app account produces and consumes (heartbeats, pulls and offset commits signed).
     let app = with_credentials(cluster.options(), "app", "app-secret");
@@ -142,15 +151,27 @@ async fn acl_signed_clients_work_and_the_rest_are_refused() {
         Some(ResponseCode::NoPermission)
     );
     assert_eq!(
-        send_code(with_credentials(cluster.options(), "app", "not-the-secret"), &topic).await,
+        send_code(
+            with_credentials(cluster.options(), "app", "not-the-secret"),
+            &topic
+        )
+        .await,
         Some(ResponseCode::NoPermission)
     );
     assert_eq!(
-        send_code(with_credentials(cluster.options(), "ghost", "ghost-secret"), &topic).await,
+        send_code(
+            with_credentials(cluster.options(), "ghost", "ghost-secret"),
+            &topic
+        )
+        .await,
         Some(ResponseCode::NoPermission)
     );
     assert_eq!(
-        send_code(with_credentials(cluster.options(), "reader", "reader-secret"), &topic).await,
+        send_code(
+            with_credentials(cluster.options(), "reader", "reader-secret"),
+            &topic
+        )
+        .await,
         Some(ResponseCode::NoPermission)
     );
     cluster.shutdown().await;
@@ -171,7 +192,9 @@ async fn tls_enforcing_broker_serves_tls_clients_only() {
         .await
         .unwrap();
     admin.shutdown().await;
-    cluster.wait_route(&topic, |r| !r.queue_datas.is_empty()).await;
+    cluster
+        .wait_route(&topic, |r| !r.queue_datas.is_empty())
+        .await;
 
     let producer = Producer::builder(unique("pg"))
         .options(tls.clone())

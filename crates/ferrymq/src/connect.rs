@@ -9,10 +9,20 @@ use ferrymq_protocol::acl::Credentials;
 #[derive(Debug, Args, Clone, Default)]
 pub struct SecurityArgs {
     /// ACL access key: every request is signed (needs --secret-key).
-    #[arg(long = "access-key", visible_alias = "accessKey", requires = "secret_key", global = true)]
+    #[arg(
+        long = "access-key",
+        visible_alias = "accessKey",
+        requires = "secret_key",
+        global = true
+    )]
     pub access_key: Option<String>,
     /// ACL secret key.
-    #[arg(long = "secret-key", visible_alias = "secretKey", requires = "access_key", global = true)]
+    #[arg(
+        long = "secret-key",
+        visible_alias = "secretKey",
+        requires = "access_key",
+        global = true
+    )]
     pub secret_key: Option<String>,
     /// Connect with TLS (trusting any server certificate, as RocketMQ clients do).
     #[arg(long, global = true)]

@@ -57,6 +57,10 @@ enum Command {
         /// gRPC listen address (TLS and plaintext on the same port).
         #[arg(long, default_value = "0.0.0.0:8081")]
         listen: SocketAddr,
+        /// Check every call against this plain_acl.yml (the brokers' ACL file); the proxy signs
+        /// its own broker requests with the file's admin account.
+        #[arg(long)]
+        acl_file: Option<PathBuf>,
     },
     /// Run a NameServer, a broker and the gRPC endpoint in one process, zero configuration.
     Standalone {
@@ -124,7 +128,8 @@ fn main() -> ExitCode {
             Command::Proxy {
                 namesrv_addr,
                 listen,
-            } => run_proxy(namesrv_addr, listen).await,
+                acl_file,
+            } => run_proxy(namesrv_addr, listen, acl_file).await,
             Command::Standalone {
                 config,
                 namesrv_listen,
@@ -169,10 +174,7 @@ fn read_conf(path: &Path) -> Result<String> {
     let Some(tls_file) = tls_file else {
         return Ok(text);
     };
-    let tls_path = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&tls_file);
+    let tls_path = path.parent().unwrap_or(Path::new(".")).join(&tls_file);
     let tls_text = std::fs::read_to_string(&tls_path)
         .with_context(|| format!("cannot read tls.config.file {}", tls_path.display()))?;
     // Later lines win, so the tls file goes first.
@@ -214,11 +216,7 @@ fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
         tracing::warn!(key, file = %path.display(), "unknown broker config key ignored");
     }
     if config.acl_enable && config.plain_acl_file.is_none() {
-        config.plain_acl_file = Some(
-            default_acl_file(Some(path))
-                .to_string_lossy()
-                .into_owned(),
-        );
+        config.plain_acl_file = Some(default_acl_file(Some(path)).to_string_lossy().into_owned());
     }
     Ok(config)
 }
@@ -260,12 +258,17 @@ fn default_standalone_root() -> PathBuf {
         .join("store")
 }
 
-async fn run_proxy(namesrv_addr: String, listen: SocketAddr) -> Result<()> {
+async fn run_proxy(
+    namesrv_addr: String,
+    listen: SocketAddr,
+    acl_file: Option<PathBuf>,
+) -> Result<()> {
     if namesrv_addr.trim().is_empty() {
         bail!("no name server configured (-n or NAMESRV_ADDR)");
     }
     let config = ProxyConfig {
         listen,
+        acl_file,
         ..ProxyConfig::new(namesrv_addr)
     };
     let proxy = Proxy::start(config)
@@ -337,7 +340,11 @@ async fn run_standalone(
         config.namesrv_addr = Some(ns_local.to_string());
     }
     tracing::info!(data = %config.store_path_root_dir, namesrv = %ns_addr, "standalone: name server ready");
-    let broker_acl = config.acl_enable;
+    // Under aclEnable the gRPC port checks the same accounts as the broker.
+    let grpc_acl = config
+        .acl_enable
+        .then(|| config.plain_acl_file.clone().map(PathBuf::from))
+        .flatten();
     // The gRPC port follows the broker's TLS settings.
     let grpc_tls_mode = config
         .tls_server_mode
@@ -359,11 +366,7 @@ async fn run_standalone(
     };
     let (listen, required) = match grpc_listen {
         GrpcListen::Off => (None, false),
-        _ if broker_acl => {
-            broker.shutdown().await;
-            namesrv.shutdown().await;
-            bail!("aclEnable=true: the gRPC endpoint has no access control yet, so it would let anyone in; start with --no-grpc");
-        }
+
         GrpcListen::Default => (Some(SocketAddr::from(([0, 0, 0, 0], 8081))), false),
         GrpcListen::Required(addr) => (Some(addr), true),
     };
@@ -373,6 +376,7 @@ async fn run_standalone(
             tls: grpc_tls_files,
             tls_mode: grpc_tls_mode,
             upstream_tls: internal_tls,
+            acl_file: grpc_acl,
             ..ProxyConfig::new(ns_local.to_string())
         })
         .await

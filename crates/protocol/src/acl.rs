@@ -78,8 +78,7 @@ pub fn request_signature<'a>(
     let mut fields: Vec<(&str, &str)> = ext
         .iter()
         .filter(|(k, _)| {
-            *k != SIGNATURE
-                && !(*k == UNIQUE_MSG_QUERY_FLAG && client_version <= version::V4_9_3)
+            *k != SIGNATURE && !(*k == UNIQUE_MSG_QUERY_FLAG && client_version <= version::V4_9_3)
         })
         .collect();
     fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -156,7 +155,8 @@ mod tests {
 
     #[test]
     fn signature_covers_sorted_values_then_body() {
-        let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(b"hi".to_vec());
+        let mut req =
+            RemotingCommand::request(RequestCode::SendMessageV2).with_body(b"hi".to_vec());
         req.ext_fields.insert("b", "TopicTest");
         req.ext_fields.insert("a", "group");
         let creds = Credentials::new("rocketmq2", "12345678");
@@ -178,7 +178,10 @@ mod tests {
         let before = request_signature(&ext, [], version::V4_9_3, "sk");
         ext.insert(UNIQUE_MSG_QUERY_FLAG, "true");
         assert_eq!(request_signature(&ext, [], version::V4_9_3, "sk"), before);
-        assert_ne!(request_signature(&ext, [], version::V4_9_3 + 1, "sk"), before);
+        assert_ne!(
+            request_signature(&ext, [], version::V4_9_3 + 1, "sk"),
+            before
+        );
     }
 
     #[test]

@@ -19,4 +19,7 @@ pub enum ProxyError {
     /// The configured certificate or key could not be used.
     #[error("TLS setup: {0}")]
     Tls(String),
+    /// The ACL file could not be used.
+    #[error(transparent)]
+    Acl(#[from] ferrymq_auth::AclFileError),
 }

@@ -17,8 +17,10 @@ use crate::renew;
 use crate::service::{Context, Messaging};
 use crate::session::Sessions;
 use crate::tls;
-pub use ferrymq_remoting::tls::{ServerTls, TlsFiles, TlsMode};
 use crate::transaction::{Producers, Transactions};
+use ferrymq_auth::PlainAcl;
+use ferrymq_protocol::acl::Credentials;
+pub use ferrymq_remoting::tls::{ServerTls, TlsFiles, TlsMode};
 
 /// Largest gRPC message accepted (the Java proxy's 130 MiB: batches of 4 MiB bodies).
 const MAX_INBOUND_MESSAGE: usize = 130 * 1024 * 1024;
@@ -41,6 +43,10 @@ pub struct ProxyConfig {
     pub tls_mode: TlsMode,
     /// Reach name servers and brokers over TLS.
     pub upstream_tls: bool,
+    /// Access control: check every call's credentials and permissions against this
+    /// `plain_acl.yml` (reloaded when it changes), and sign the proxy's own broker requests
+    /// with its admin account.
+    pub acl_file: Option<std::path::PathBuf>,
     /// Timeout of ordinary broker requests.
     pub request_timeout: Duration,
 }
@@ -54,6 +60,7 @@ impl ProxyConfig {
             tls: None,
             tls_mode: TlsMode::Permissive,
             upstream_tls: false,
+            acl_file: None,
             request_timeout: Duration::from_secs(3),
         }
     }
@@ -85,6 +92,15 @@ impl Proxy {
             vec![b"h2".to_vec()],
         ));
         tls_source.validate().map_err(ProxyError::Tls)?;
+        let acl = match &config.acl_file {
+            Some(path) => Some(Arc::new(PlainAcl::load(path)?)),
+            None => None,
+        };
+        let upstream_credentials = acl.as_ref().and_then(|a| {
+            a.rules()
+                .admin_account()
+                .map(|a| Credentials::new(&a.access_key, a.secret_key()))
+        });
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -98,11 +114,13 @@ impl Proxy {
             instance_name: Some(format!("ferrymq-proxy-{}", std::process::id())),
             request_timeout: config.request_timeout,
             tls: config.upstream_tls,
+            credentials: upstream_credentials,
             ..ClientOptions::default()
         })?;
         let sessions = Arc::new(Sessions::default());
         let transactions = Arc::new(Transactions::default());
         let ctx = Arc::new(Context {
+            acl: acl.clone(),
             producers: Producers::new(instance.clone(), sessions.clone(), transactions.clone()),
             instance,
             sessions,
@@ -115,6 +133,9 @@ impl Proxy {
             .max_decoding_message_size(MAX_INBOUND_MESSAGE)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let stop = CancellationToken::new();
+        if let Some(acl) = acl {
+            tokio::spawn(acl.watch(stop.clone()));
+        }
         let rx = tls::incoming(listener, tls_source);
         let incoming = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))

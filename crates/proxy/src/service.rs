@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
+use ferrymq_auth::{grpc as grpc_auth, AclError, Perm, PlainAcl, Resource};
+
 use crate::convert;
 use crate::group::{self, GroupPolicy, Groups};
 use crate::pb::messaging_service_server::MessagingService;
@@ -42,6 +44,8 @@ const CONSUMER_BACKOFF_SECS: [u64; 18] = [
 
 /// What every RPC needs.
 pub(crate) struct Context {
+    /// Accounts and permissions when access control is on (the broker's `plain_acl.yml`).
+    pub acl: Option<Arc<PlainAcl>>,
     pub instance: ClientInstance,
     pub sessions: Arc<Sessions>,
     pub transactions: Arc<Transactions>,
@@ -69,6 +73,58 @@ fn client_id<T>(req: &Request<T>) -> Result<String, Failure> {
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .ok_or_else(|| Failure::new(Code::ClientIdRequired, "x-mq-client-id is required"))
+}
+
+type Needs = Vec<(Resource, Perm)>;
+
+fn name(r: &Option<pb::Resource>) -> &str {
+    r.as_ref().map_or("", |r| r.name.as_str())
+}
+
+/// SUB on a consumer's group and topic (receive, ack, change-invisible, DLQ, assignment).
+fn consuming(group: &Option<pb::Resource>, topic: &Option<pb::Resource>) -> Needs {
+    vec![
+        Resource::group(name(group)),
+        Resource::topic(name(topic), Perm::SUB),
+    ]
+}
+
+impl Messaging {
+    /// The caller's client id, once it is known who the caller is and that it may touch
+    /// `needs` (white-listed callers and ACL off skip the checks). Failures are answered as
+    /// the Java proxy does: UNAUTHORIZED (40100) or FORBIDDEN (40300) in the response status.
+    fn admit<T>(
+        &self,
+        req: &Request<T>,
+        needs: impl FnOnce(&T) -> Needs,
+    ) -> Result<String, Failure> {
+        let id = client_id(req)?;
+        let Some(acl) = &self.ctx.acl else {
+            return Ok(id);
+        };
+        let meta = |k: &str| req.metadata().get(k).and_then(|v| v.to_str().ok());
+        let remote = req
+            .remote_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let rules = acl.rules();
+        let checked = grpc_auth::authenticate(
+            &rules,
+            meta(grpc_auth::AUTHORIZATION),
+            meta(grpc_auth::DATE_TIME),
+            remote,
+        )
+        .and_then(|who| match who {
+            Some(account) => rules.authorize(account, false, &needs(req.get_ref())),
+            None => Ok(()),
+        });
+        checked.map(|()| id).map_err(|e| {
+            debug!(%remote, error = %e, "gRPC call refused by ACL");
+            match e {
+                AclError::Authentication(m) => Failure::new(Code::Unauthorized, m),
+                AclError::Authorization(m) => Failure::new(Code::Forbidden, m),
+            }
+        })
+    }
 }
 
 /// The time left before the client's deadline (`grpc-timeout`, e.g. `2999m`).
@@ -250,7 +306,9 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::QueryRouteRequest>,
     ) -> Result<Response<pb::QueryRouteResponse>, Status> {
-        let result = match client_id(&request) {
+        let result = match self.admit(&request, |r| {
+            vec![Resource::topic(name(&r.topic), Perm::ANY)]
+        }) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 route::query_route(&self.ctx, request.into_inner()).await
@@ -273,7 +331,9 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let result = client_id(&request).map(|id| self.ctx.sessions.touch(&id));
+        let result = self
+            .admit(&request, |_| Vec::new())
+            .map(|id| self.ctx.sessions.touch(&id));
         Ok(Response::new(unary_status!(HeartbeatResponse, result)))
     }
 
@@ -281,7 +341,12 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let response = match client_id(&request) {
+        let response = match self.admit(&request, |r| {
+            r.messages
+                .iter()
+                .map(|m| Resource::topic(name(&m.topic), Perm::PUB))
+                .collect()
+        }) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 send::send_message(&self.ctx, request.into_inner()).await
@@ -298,7 +363,7 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::QueryAssignmentRequest>,
     ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
-        let result = match client_id(&request) {
+        let result = match self.admit(&request, |r| consuming(&r.group, &r.topic)) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 route::query_assignment(&self.ctx, request.into_inner()).await
@@ -323,7 +388,12 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        let responses = match client_id(&request) {
+        let responses = match self.admit(&request, |r| {
+            consuming(
+                &r.group,
+                &r.message_queue.as_ref().and_then(|q| q.topic.clone()),
+            )
+        }) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 let left = remaining(&request);
@@ -342,7 +412,7 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::AckMessageRequest>,
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
-        let response = match client_id(&request) {
+        let response = match self.admit(&request, |r| consuming(&r.group, &r.topic)) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 receive::ack(&self.ctx, &id, request.into_inner()).await
@@ -359,7 +429,7 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<pb::ForwardMessageToDeadLetterQueueResponse>, Status> {
-        let result = match client_id(&request) {
+        let result = match self.admit(&request, |r| consuming(&r.group, &r.topic)) {
             Ok(id) => receive::forward_to_dlq(&self.ctx, &id, request.into_inner()).await,
             Err(f) => Err(f),
         };
@@ -403,7 +473,9 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<Response<pb::EndTransactionResponse>, Status> {
-        let result = match client_id(&request) {
+        let result = match self.admit(&request, |r| {
+            vec![Resource::topic(name(&r.topic), Perm::PUB)]
+        }) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 transaction::end_transaction(&self.ctx, request.into_inner()).await
@@ -419,7 +491,13 @@ impl MessagingService for Messaging {
         &self,
         request: Request<Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        let id = client_id(&request).map_err(|f| Status::invalid_argument(f.message))?;
+        let id = self
+            .admit(&request, |_| Vec::new())
+            .map_err(|f| match f.code {
+                Code::Unauthorized => Status::unauthenticated(f.message),
+                Code::Forbidden => Status::permission_denied(f.message),
+                _ => Status::invalid_argument(f.message),
+            })?;
         Ok(Response::new(self.run_telemetry(id, request.into_inner())))
     }
 
@@ -427,7 +505,7 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::NotifyClientTerminationRequest>,
     ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
-        let result = client_id(&request).map(|id| {
+        let result = self.admit(&request, |_| Vec::new()).map(|id| {
             info!(client_id = %id, "gRPC client terminated");
             self.ctx.sessions.remove(&id);
             // Its messages reappear after their current invisible time.
@@ -443,7 +521,7 @@ impl MessagingService for Messaging {
         &self,
         request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
-        let result = match client_id(&request) {
+        let result = match self.admit(&request, |r| consuming(&r.group, &r.topic)) {
             Ok(id) => {
                 self.ctx.sessions.touch(&id);
                 receive::change_invisible(&self.ctx, &id, request.into_inner()).await

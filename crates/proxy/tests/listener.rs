@@ -46,7 +46,10 @@ async fn tls_with_generated_certificate_and_alpn_h2() {
     // Trusts any certificate, like the SDKs' default TLS mode.
     let client = ClientTls::new(None, vec![b"h2".to_vec()]).unwrap();
     let tcp = TcpStream::connect(proxy.local_addr()).await.unwrap();
-    let tls = client.connect("localhost", tcp).await.expect("TLS handshake");
+    let tls = client
+        .connect("localhost", tcp)
+        .await
+        .expect("TLS handshake");
     assert_eq!(tls.alpn_protocol(), Some(&b"h2"[..]));
     expect_http2(tls).await;
     proxy.shutdown().await;

@@ -402,11 +402,7 @@ fn with_reply_fields(
     response
 }
 
-async fn write_loop(
-    mut wr: WriteHalf,
-    mut rx: mpsc::Receiver<RemotingCommand>,
-    conn: Connection,
-) {
+async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::Receiver<RemotingCommand>, conn: Connection) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let first = tokio::select! {

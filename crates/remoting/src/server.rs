@@ -131,7 +131,9 @@ async fn accept_loop(
         tasks.spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(stream)) => serve(stream, &handler, &config, &stop, &inner_tasks),
-                Ok(Err(e)) => debug!(%peer, error = %e, "connection refused before its first frame"),
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "connection refused before its first frame")
+                }
                 Err(_) => debug!(%peer, "connection silent or TLS handshake too slow"),
             }
         });

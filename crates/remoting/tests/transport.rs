@@ -393,7 +393,9 @@ fn tls_client() -> RemotingClient {
 /// One round trip with a body above the zero-copy threshold and a server → client call.
 async fn exercise(client: &RemotingClient, addr: &str) -> Result<(), TransportError> {
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let resp = client.invoke(addr, echo(&big, SerializeType::Json), T).await?;
+    let resp = client
+        .invoke(addr, echo(&big, SerializeType::Json), T)
+        .await?;
     assert_eq!(resp.body.to_bytes(), Bytes::from(big));
     let resp = client
         .invoke(addr, RemotingCommand::request(RequestCode::HeartBeat), T)
@@ -422,7 +424,9 @@ async fn tls_enforcing_refuses_plaintext() {
     let tls = ServerTls::new(TlsMode::Enforcing, None, Vec::new());
     let (server, _h, addr) = start_with_tls(ConnectionConfig::default(), Some(tls)).await;
     let plain = RemotingClient::new(ClientConfig::default());
-    let refused = plain.invoke(&addr, echo(b"x", SerializeType::Json), T).await;
+    let refused = plain
+        .invoke(&addr, echo(b"x", SerializeType::Json), T)
+        .await;
     assert!(
         matches!(refused, Err(TransportError::ConnectionClosed)),
         "plaintext must be refused: {refused:?}"
@@ -439,7 +443,10 @@ async fn tls_disabled_serves_plaintext_only() {
     let tls = ServerTls::new(TlsMode::Disabled, None, Vec::new());
     let (server, _h, addr) = start_with_tls(ConnectionConfig::default(), Some(tls)).await;
     let tls = tls_client();
-    assert!(tls.invoke(&addr, echo(b"x", SerializeType::Json), T).await.is_err());
+    assert!(tls
+        .invoke(&addr, echo(b"x", SerializeType::Json), T)
+        .await
+        .is_err());
     let plain = RemotingClient::with_handler(ClientConfig::default(), Arc::new(ClientSide));
     exercise(&plain, &addr).await.expect("plaintext accepted");
     plain.shutdown();
@@ -484,7 +491,11 @@ async fn tls_with_certificate_files_and_a_verifying_client() {
         ..ClientConfig::default()
     });
     assert!(distrusting
-        .invoke(&format!("localhost:{port}"), echo(b"x", SerializeType::Json), T)
+        .invoke(
+            &format!("localhost:{port}"),
+            echo(b"x", SerializeType::Json),
+            T
+        )
         .await
         .is_err());
     // Half a pair or a missing file is a start-up error naming the problem.
@@ -493,10 +504,12 @@ async fn tls_with_certificate_files_and_a_verifying_client() {
         cert_chain: dir.path().join("none.crt"),
         private_key: key_path.clone(),
     };
-    assert!(ServerTls::new(TlsMode::Enforcing, Some(missing), Vec::new())
-        .validate()
-        .unwrap_err()
-        .contains("none.crt"));
+    assert!(
+        ServerTls::new(TlsMode::Enforcing, Some(missing), Vec::new())
+            .validate()
+            .unwrap_err()
+            .contains("none.crt")
+    );
     verifying.shutdown();
     distrusting.shutdown();
     server.shutdown().await;

@@ -25,8 +25,8 @@ use ferrymq_protocol::header::CommandHeader;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{Connection, RequestHandler};
 
-use crate::acl::PlainAcl;
 use crate::state::BrokerState;
+use ferrymq_auth::PlainAcl;
 
 pub use pop::PopState;
 pub(crate) use pop_revive::{recover as recover_pop, run as run_pop_revive};

@@ -35,6 +35,8 @@ impl Perm {
     pub const DENY: Perm = Perm(1);
     pub const PUB: Perm = Perm(1 << 2);
     pub const SUB: Perm = Perm(1 << 3);
+    /// Needed by calls that either side may make (route lookups): PUB or SUB suffices.
+    pub const ANY: Perm = Perm(Perm::PUB.0 | Perm::SUB.0);
 
     /// `PUB`, `SUB`, `PUB|SUB` (also `SUB|PUB`, `PUB/SUB`, `ANY`), `DENY`; anything else is
     /// DENY, as in Java.
@@ -55,7 +57,7 @@ impl Perm {
         }
     }
 
-    fn allows(self, needed: Perm) -> bool {
+    pub fn allows(self, needed: Perm) -> bool {
         self.0 & needed.0 != 0
     }
 
@@ -257,49 +259,59 @@ impl AclRules {
         admins.into_iter().next()
     }
 
-    /// Checks one request from `remote`. `Err` is the NO_PERMISSION remark.
-    pub fn check(&self, request: &RemotingCommand, remote: IpAddr) -> Result<(), String> {
+    /// Who is asking: `Ok(None)` when `remote` is white-listed (globally, or for the named
+    /// account), so nothing more is checked; `Ok(Some(account))` once `signed_by` accepted
+    /// the account's secret key.
+    pub fn authenticate(
+        &self,
+        access_key: Option<&str>,
+        remote: IpAddr,
+        signed_by: impl FnOnce(&str) -> bool,
+    ) -> Result<Option<&Account>, AclError> {
         if self.global_white.iter().any(|p| p.matches(remote)) {
-            return Ok(());
+            return Ok(None);
         }
-        let ext = &request.ext_fields;
-        let access_key = ext
-            .get(ACCESS_KEY)
-            .filter(|k| !k.is_empty())
-            .ok_or("no AccessKey in the request (the client is not signing its requests)")?;
-        let account = self
-            .accounts
-            .get(access_key)
-            .ok_or_else(|| format!("unknown access key `{access_key}`"))?;
+        let access_key = access_key.filter(|k| !k.is_empty()).ok_or_else(|| {
+            AclError::Authentication(
+                "no AccessKey in the request (the client is not signing its requests)".into(),
+            )
+        })?;
+        let account = self.accounts.get(access_key).ok_or_else(|| {
+            AclError::Authentication(format!("unknown access key `{access_key}`"))
+        })?;
         if account
             .white_remote_address
             .as_ref()
             .is_some_and(|p| p.matches(remote))
         {
-            return Ok(());
+            return Ok(None);
         }
-        let expected = request_signature(
-            ext,
-            request.body.parts().map(|b| &b[..]),
-            request.version,
-            &account.secret_key,
-        );
-        let given = ext.get(SIGNATURE).unwrap_or_default();
-        if !ferrymq_protocol::acl::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
-            return Err(format!("bad signature for access key `{access_key}`"));
+        if !signed_by(&account.secret_key) {
+            return Err(AclError::Authentication(format!(
+                "bad signature for access key `{access_key}`"
+            )));
         }
-        let code = request.request_code();
-        if needs_admin(code) && !account.admin {
-            return Err(format!(
-                "request code {} needs admin permission, access key `{access_key}` is not admin",
-                request.code
-            ));
+        Ok(Some(account))
+    }
+
+    /// Whether `account` may do something that needs `admin` and touches `resources`.
+    pub fn authorize(
+        &self,
+        account: &Account,
+        admin: bool,
+        resources: &[(Resource, Perm)],
+    ) -> Result<(), AclError> {
+        let access_key = &account.access_key;
+        if admin && !account.admin {
+            return Err(AclError::Authorization(format!(
+                "needs admin permission, access key `{access_key}` is not admin"
+            )));
         }
         if account.admin && account.topic_perms.is_empty() && account.group_perms.is_empty() {
             return Ok(());
         }
-        for (resource, needed) in resources(request)? {
-            let (owned, kind, name) = match &resource {
+        for (resource, needed) in resources {
+            let (owned, kind, name) = match resource {
                 Resource::Topic(t) => (
                     account
                         .topic_perms
@@ -319,15 +331,50 @@ impl AclRules {
                     g,
                 ),
             };
-            if !owned.allows(needed) {
-                return Err(format!(
+            if !owned.allows(*needed) {
+                return Err(AclError::Authorization(format!(
                     "no {} permission on {kind} `{name}` for access key `{access_key}`",
                     needed.name()
-                ));
+                )));
             }
         }
         Ok(())
     }
+
+    /// Checks one remoting request from `remote`. `Err` is the NO_PERMISSION remark.
+    pub fn check(&self, request: &RemotingCommand, remote: IpAddr) -> Result<(), String> {
+        let ext = &request.ext_fields;
+        let signed_by = |secret_key: &str| {
+            let expected = request_signature(
+                ext,
+                request.body.parts().map(|b| &b[..]),
+                request.version,
+                secret_key,
+            );
+            let given = ext.get(SIGNATURE).unwrap_or_default();
+            ferrymq_protocol::acl::constant_time_eq(expected.as_bytes(), given.as_bytes())
+        };
+        let Some(account) = self
+            .authenticate(ext.get(ACCESS_KEY), remote, signed_by)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        let code = request.request_code();
+        let resources = resources(request)?;
+        self.authorize(account, needs_admin(code), &resources)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Why a request was refused: the caller is not who it says (or says nothing), or may not do
+/// what it asks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclError {
+    #[error("{0}")]
+    Authentication(String),
+    #[error("{0}")]
+    Authorization(String),
 }
 
 /// Codes that change the broker's configuration or other clients' state.
@@ -343,10 +390,27 @@ fn needs_admin(code: RequestCode) -> bool {
     )
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Resource {
+/// A topic or a consumer group, the two kinds of resource permissions name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
     Topic(String),
     Group(String),
+}
+
+impl Resource {
+    /// A topic by name; a `%RETRY%<group>` topic stands for its group (sending to it is
+    /// consuming), so it needs SUB on the group instead of `perm` on a topic.
+    pub fn topic(name: &str, perm: Perm) -> (Resource, Perm) {
+        match name.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
+            Some(group) => (Resource::Group(group.to_owned()), Perm::SUB),
+            None => (Resource::Topic(name.to_owned()), perm),
+        }
+    }
+
+    /// A consumer group (always SUB).
+    pub fn group(name: &str) -> (Resource, Perm) {
+        (Resource::Group(name.to_owned()), Perm::SUB)
+    }
 }
 
 /// The topics and groups a request touches, with the permission each needs (Java's
@@ -357,16 +421,12 @@ fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String>
     let mut out = Vec::new();
     let topic = |key: &str, perm: Perm, out: &mut Vec<(Resource, Perm)>| {
         if let Some(t) = field(key) {
-            match t.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
-                // A retry topic belongs to its group: sending to it is consuming.
-                Some(group) => out.push((Resource::Group(group.to_owned()), Perm::SUB)),
-                None => out.push((Resource::Topic(t), perm)),
-            }
+            out.push(Resource::topic(&t, perm));
         }
     };
     let group = |key: &str, out: &mut Vec<(Resource, Perm)>| {
         if let Some(g) = field(key) {
-            out.push((Resource::Group(g), Perm::SUB));
+            out.push(Resource::group(&g));
         }
     };
     match request.request_code() {
@@ -404,7 +464,7 @@ fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String>
                         out.push((Resource::Topic(sub.topic.clone()), Perm::SUB));
                     }
                 }
-                out.push((Resource::Group(consumer.group_name), Perm::SUB));
+                out.push(Resource::group(&consumer.group_name));
             }
         }
         _ => {}
@@ -519,8 +579,8 @@ accounts:
     }
 
     fn send(topic: &str, creds: &Credentials) -> RemotingCommand {
-        let mut req = RemotingCommand::request(RequestCode::SendMessageV2)
-            .with_body(b"payload".to_vec());
+        let mut req =
+            RemotingCommand::request(RequestCode::SendMessageV2).with_body(b"payload".to_vec());
         req.ext_fields.insert("a", "producer");
         req.ext_fields.insert("b", topic);
         sign_request(&mut req, creds);
@@ -574,14 +634,20 @@ accounts:
             .unwrap_err();
         assert!(e.contains("unknown access key `nobody`"), "{e}");
         let unsigned = RemotingCommand::request(RequestCode::SendMessageV2);
-        assert!(rules.check(&unsigned, here).unwrap_err().contains("no AccessKey"));
+        assert!(rules
+            .check(&unsigned, here)
+            .unwrap_err()
+            .contains("no AccessKey"));
         // Globally white-listed addresses need nothing.
         assert_eq!(rules.check(&unsigned, ip("10.10.103.9")), Ok(()));
 
         // Tampering with a signed request breaks the signature.
         let mut tampered = send("topicB", &user);
         tampered.ext_fields.insert("b", "topicC");
-        assert!(rules.check(&tampered, here).unwrap_err().contains("bad signature"));
+        assert!(rules
+            .check(&tampered, here)
+            .unwrap_err()
+            .contains("bad signature"));
     }
 
     #[test]
@@ -612,7 +678,9 @@ accounts:
 
     #[test]
     fn bad_files_are_refused_with_a_reason() {
-        assert!(AclRules::parse("accounts: 5").unwrap_err().contains("not a list"));
+        assert!(AclRules::parse("accounts: 5")
+            .unwrap_err()
+            .contains("not a list"));
         let e = AclRules::parse("accounts:\n  - accessKey: a\n    secretKey: 123\n").unwrap_err();
         assert!(e.contains("at least 6"), "{e}");
         assert!(AclRules::parse("accounts:\n  - secretKey: 1234567\n")
@@ -625,12 +693,17 @@ accounts:
     fn heartbeat_needs_sub_on_its_groups_and_topics() {
         let rules = AclRules::parse(FILE).unwrap();
         let body = r#"{"clientID":"c","producerDataSet":[],"consumerDataSet":[{"groupName":"groupB","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{"topic":"topicC","subString":"*"},{"topic":"%RETRY%groupB","subString":"*"}],"unitMode":false}]}"#;
-        let mut hb = RemotingCommand::request(RequestCode::HeartBeat).with_body(body.as_bytes().to_vec());
+        let mut hb =
+            RemotingCommand::request(RequestCode::HeartBeat).with_body(body.as_bytes().to_vec());
         sign_request(&mut hb, &Credentials::new("RocketMQ", "12345678"));
         assert_eq!(rules.check(&hb, ip("127.0.0.1")), Ok(()));
         let denied = body.replace("groupB", "groupA");
-        let mut hb = RemotingCommand::request(RequestCode::HeartBeat).with_body(denied.into_bytes());
+        let mut hb =
+            RemotingCommand::request(RequestCode::HeartBeat).with_body(denied.into_bytes());
         sign_request(&mut hb, &Credentials::new("RocketMQ", "12345678"));
-        assert!(rules.check(&hb, ip("127.0.0.1")).unwrap_err().contains("group `groupA`"));
+        assert!(rules
+            .check(&hb, ip("127.0.0.1"))
+            .unwrap_err()
+            .contains("group `groupA`"));
     }
 }
