@@ -81,6 +81,9 @@ struct Members {
 /// Serves broker-initiated requests on the instance's connections.
 struct Callbacks {
     members: Arc<Members>,
+    /// Requests this side starts on a broker's connection (END_TRANSACTION after a check)
+    /// are signed like every other request.
+    credentials: Option<ferrymq_protocol::acl::Credentials>,
 }
 
 impl RequestHandler for Callbacks {
@@ -207,6 +210,7 @@ impl Callbacks {
             return;
         };
         let conn = conn.clone();
+        let credentials = self.credentials.clone();
         tokio::spawn(async move {
             let state = checker.check(&msg).await;
             let uniq = msg.uniq_key().map(str::to_owned);
@@ -220,7 +224,10 @@ impl Callbacks {
                 msg_id: uniq.clone().unwrap_or_else(|| msg.offset_msg_id.clone()),
                 transaction_id: header.transaction_id.or(uniq),
             };
-            let req = RemotingCommand::request_with_header(RequestCode::EndTransaction, &end);
+            let mut req = RemotingCommand::request_with_header(RequestCode::EndTransaction, &end);
+            if let Some(credentials) = &credentials {
+                ferrymq_protocol::acl::sign_request(&mut req, credentials);
+            }
             if let Err(e) = conn.invoke_oneway(req).await {
                 warn!(error = %e, "could not answer a transaction check");
             }
@@ -321,6 +328,7 @@ impl ClientInstance {
             options.transport()?,
             Arc::new(Callbacks {
                 members: members.clone(),
+                credentials: options.credentials.clone(),
             }),
         );
         let start_index = rand::random::<usize>() % namesrv.len();

@@ -1,6 +1,6 @@
 //! Hot-path codec benchmarks: decoding a producer's SEND_MESSAGE_V2 frame (JSON and binary
 //! headers), reading its typed header, encoding the send response, and encoding / parsing a
-//! 1 KiB message record.
+//! 1 KiB message record, and signing / verifying a send under ACL.
 //!
 //! Run: `cargo bench -p ferrymq-protocol --bench codec`.
 
@@ -110,9 +110,40 @@ fn record(c: &mut Criterion) {
     group.finish();
 }
 
+/// ACL 1.0: the client signing a send and the broker verifying it (1 KiB body).
+fn acl(c: &mut Criterion) {
+    use ferrymq_protocol::acl::{request_signature, sign_request, Credentials};
+    let creds = Credentials::new("benchmark-access-key", "benchmark-secret-key");
+    let mut group = c.benchmark_group("acl_send_1KiB");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sign", |b| {
+        b.iter_batched(
+            || send_request(SerializeType::Json),
+            |mut req| {
+                sign_request(&mut req, &creds);
+                black_box(req)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut signed = send_request(SerializeType::Json);
+    sign_request(&mut signed, &creds);
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            black_box(request_signature(
+                &signed.ext_fields,
+                signed.body.parts().map(|p| &p[..]),
+                signed.version,
+                &creds.secret_key,
+            ))
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(2));
-    targets = decode, encode, record
+    targets = decode, encode, record, acl
 }
 criterion_main!(benches);
