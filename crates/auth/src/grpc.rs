@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use ferrymq_protocol::acl::{constant_time_eq, hmac_sha1, unhex};
+use ferrymq_protocol::acl::{constant_time_eq, unhex};
 
 use crate::plain::{Account, AclError, AclRules};
 
@@ -54,11 +54,11 @@ pub fn authenticate<'r>(
             "malformed authorization header".into(),
         ));
     }
-    let signed_by = |secret_key: &str| {
+    let signed_by = |account: &Account| {
         let (Some(parsed), Some(date_time)) = (&parsed, date_time) else {
             return false;
         };
-        let expected = hmac_sha1(secret_key, &[date_time.as_bytes()]);
+        let expected = account.signing_key().mac(&[date_time.as_bytes()]);
         unhex(parsed.signature).is_some_and(|given| constant_time_eq(&given, &expected))
     };
     rules.authenticate(parsed.as_ref().map(|p| p.access_key), remote, signed_by)
@@ -67,7 +67,7 @@ pub fn authenticate<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrymq_protocol::acl::hex;
+    use ferrymq_protocol::acl::{hex, hmac_sha1};
 
     const RULES: &str = "accounts:\n  - accessKey: app\n    secretKey: app-secret\n";
 

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::RwLock;
 use serde_yaml::Value;
 
-use ferrymq_protocol::acl::{request_signature, ACCESS_KEY, SIGNATURE};
+use ferrymq_protocol::acl::{SigningKey, ACCESS_KEY};
 use ferrymq_protocol::body::HeartbeatData;
 use ferrymq_protocol::naming::RETRY_GROUP_TOPIC_PREFIX;
 use ferrymq_protocol::{RemotingCommand, RequestCode};
@@ -134,6 +134,7 @@ fn octet_matches(part: &str, octet: u8) -> bool {
 pub struct Account {
     pub access_key: String,
     secret_key: String,
+    signing_key: SigningKey,
     white_remote_address: Option<AddressPattern>,
     pub admin: bool,
     default_topic_perm: Perm,
@@ -145,6 +146,11 @@ pub struct Account {
 impl Account {
     pub fn secret_key(&self) -> &str {
         &self.secret_key
+    }
+
+    /// The secret key prepared for HMAC, so verifying a request does not re-derive it.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
     }
 }
 
@@ -239,6 +245,7 @@ impl AclRules {
                 group_perms: resource_perms(entry.get("groupPerms"))
                     .map_err(|e| format!("account `{access_key}` groupPerms: {e}"))?,
                 access_key: access_key.clone(),
+                signing_key: SigningKey::new(&secret_key),
                 secret_key,
             };
             if accounts.insert(access_key.clone(), account).is_some() {
@@ -266,7 +273,7 @@ impl AclRules {
         &self,
         access_key: Option<&str>,
         remote: IpAddr,
-        signed_by: impl FnOnce(&str) -> bool,
+        signed_by: impl FnOnce(&Account) -> bool,
     ) -> Result<Option<&Account>, AclError> {
         if self.global_white.iter().any(|p| p.matches(remote)) {
             return Ok(None);
@@ -286,7 +293,7 @@ impl AclRules {
         {
             return Ok(None);
         }
-        if !signed_by(&account.secret_key) {
+        if !signed_by(account) {
             return Err(AclError::Authentication(format!(
                 "bad signature for access key `{access_key}`"
             )));
@@ -344,16 +351,7 @@ impl AclRules {
     /// Checks one remoting request from `remote`. `Err` is the NO_PERMISSION remark.
     pub fn check(&self, request: &RemotingCommand, remote: IpAddr) -> Result<(), String> {
         let ext = &request.ext_fields;
-        let signed_by = |secret_key: &str| {
-            let expected = request_signature(
-                ext,
-                request.body.parts().map(|b| &b[..]),
-                request.version,
-                secret_key,
-            );
-            let given = ext.get(SIGNATURE).unwrap_or_default();
-            ferrymq_protocol::acl::constant_time_eq(expected.as_bytes(), given.as_bytes())
-        };
+        let signed_by = |account: &Account| account.signing_key.verifies(request);
         let Some(account) = self
             .authenticate(ext.get(ACCESS_KEY), remote, signed_by)
             .map_err(|e| e.to_string())?

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use ferrymq_protocol::acl::{sign_request, Credentials};
+use ferrymq_protocol::acl::{Credentials, Signer};
 use ferrymq_protocol::RemotingCommand;
 
 use crate::connection::{ConnectionConfig, ErasedHandler};
@@ -89,6 +89,8 @@ impl DialFailure {
 
 struct Inner {
     config: ClientConfig,
+    /// Prepared once from `config.credentials`.
+    signer: Option<Signer>,
     handler: Arc<dyn ErasedHandler>,
     connections: Mutex<HashMap<String, Connection>>,
     /// One dial at a time per address (entries live only while a dial is wanted).
@@ -114,6 +116,7 @@ impl RemotingClient {
     pub fn with_handler<H: RequestHandler>(config: ClientConfig, handler: Arc<H>) -> Self {
         RemotingClient {
             inner: Arc::new(Inner {
+                signer: config.credentials.as_ref().map(Signer::new),
                 config,
                 handler,
                 connections: Mutex::new(HashMap::new()),
@@ -246,8 +249,8 @@ impl RemotingClient {
     /// Signs a request when the client has credentials (every request: the broker checks
     /// each one, heartbeats and route queries included).
     fn sign(&self, request: &mut RemotingCommand) {
-        if let Some(credentials) = &self.inner.config.credentials {
-            sign_request(request, credentials);
+        if let Some(signer) = &self.inner.signer {
+            signer.sign(request);
         }
     }
 
