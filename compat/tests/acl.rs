@@ -236,3 +236,177 @@ fn acl_with_remoting_grpc_and_admin_clients() {
         assert!(refused, "a gRPC client with a wrong secret must be refused");
     });
 }
+
+/// ACL 2.0: users and policies managed with `ferrymq admin` (mqadmin's createUser/createAcl…),
+/// then the official gRPC SDK and the 4.x remoting client sign as those users.
+#[test]
+fn acl2_users_and_acls_from_admin_then_grpc_and_remoting_clients() {
+    const TOPIC2: &str = "Acl2Topic";
+    const GROUP2: &str = "Acl2Group";
+    let broker = Ferrymq::start_with(
+        "acl2",
+        BrokerOptions::default()
+            .with("authenticationEnabled", "true")
+            .with("authorizationEnabled", "true")
+            .with(
+                "initAuthenticationUser",
+                r#"{"username":"root","password":"root-secret"}"#,
+            ),
+    );
+    let root = Some(("root", "root-secret"));
+    let run = |creds: Option<(&str, &str)>, args: &[&str]| {
+        let out = admin(&broker, creds, args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let must = |creds: Option<(&str, &str)>, args: &[&str]| {
+        let (ok, text) = run(creds, args);
+        assert!(ok, "{args:?}: {text}");
+        text
+    };
+    let cluster = ["-c", "DefaultCluster"];
+    let with = |args: &[&'static str]| -> Vec<&'static str> {
+        args.iter().copied().chain(cluster).collect()
+    };
+
+    let (ok, text) = run(
+        None,
+        &with(&["createUser", "-u", "app", "-p", "app-secret"]),
+    );
+    assert!(!ok, "an unsigned createUser must be refused: {text}");
+    let out = must(
+        root,
+        &with(&["createUser", "-u", "app", "-p", "app-secret"]),
+    );
+    assert!(
+        out.contains("create user to") && out.contains("success"),
+        "{out}"
+    );
+    let out = must(root, &with(&["listUser"]));
+    assert!(
+        out.contains("#UserName") && out.contains("app") && out.contains("Normal"),
+        "{out}"
+    );
+    must(
+        root,
+        &with(&[
+            "createAcl",
+            "-s",
+            "User:app",
+            "-r",
+            "Topic:Acl2Topic,Group:Acl2Group",
+            "-a",
+            "Pub,Sub",
+            "-d",
+            "Allow",
+        ]),
+    );
+    let out = must(root, &with(&["getAcl", "-s", "User:app"]));
+    assert!(
+        out.contains("Topic:Acl2Topic") && out.contains("Allow"),
+        "{out}"
+    );
+    must(
+        root,
+        &with(&["updateTopic", "-t", TOPIC2, "-r", "4", "-w", "4"]),
+    );
+    let (ok, text) = run(
+        Some(("app", "app-secret")),
+        &with(&["updateTopic", "-t", "Other", "-r", "4", "-w", "4"]),
+    );
+    assert!(!ok, "a Normal user may not create topics: {text}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut option = ProducerOption::default();
+        option.set_topics(vec![TOPIC2]);
+        let mut producer =
+            rocketmq::Producer::new(option, grpc_option(&broker, Some(("app", "app-secret"))))
+                .expect("producer");
+        producer.start().await.expect("signed gRPC producer starts");
+        for i in 0..3 {
+            let m = MessageBuilder::builder()
+                .set_topic(TOPIC2)
+                .set_body(format!("grpc-{i}").into_bytes())
+                .build()
+                .unwrap();
+            producer.send(m).await.expect("signed gRPC send");
+        }
+        let mut option = SimpleConsumerOption::default();
+        option.set_topics(vec![TOPIC2]);
+        option.set_consumer_group(GROUP2);
+        let mut consumer = rocketmq::SimpleConsumer::new(
+            option,
+            grpc_option(&broker, Some(("app", "app-secret"))),
+        )
+        .expect("consumer");
+        consumer.start().await.expect("signed gRPC consumer starts");
+        let all = FilterExpression::new(FilterType::Tag, "*");
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got < 3 && Instant::now() < deadline {
+            let batch = consumer
+                .receive_with(TOPIC2, &all, 32, Duration::from_secs(20))
+                .await
+                .expect("signed receive");
+            for m in &batch {
+                consumer.ack(m).await.expect("signed ack");
+            }
+            got += batch.len();
+        }
+        assert_eq!(got, 3, "every message received over gRPC");
+
+        for creds in [None, Some(("app", "wrong-secret"))] {
+            let mut option = ProducerOption::default();
+            option.set_topics(vec![TOPIC2]);
+            let mut p =
+                rocketmq::Producer::new(option, grpc_option(&broker, creds)).expect("producer");
+            let refused = match p.start().await {
+                Err(_) => true,
+                Ok(()) => {
+                    let m = MessageBuilder::builder()
+                        .set_topic(TOPIC2)
+                        .set_body(b"refused".to_vec())
+                        .build()
+                        .unwrap();
+                    p.send(m).await.is_err()
+                }
+            };
+            assert!(refused, "gRPC send with {creds:?} must be refused");
+        }
+    });
+    drop(rt);
+
+    // The 4.x client's own hook signs as the same user; a topic outside its ACL is refused.
+    let env = ClientEnv::new("acl2");
+    env.block_on(async {
+        let signed = remoting_producer(&env, &broker, Some(("app", "app-secret"))).await;
+        let to = |topic: &str| {
+            Message::builder()
+                .topic(topic.to_owned())
+                .body_slice(b"remoting")
+                .build_unchecked()
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match signed.send(to(TOPIC2)).await {
+                Ok(Some(r)) => {
+                    assert!(
+                        matches!(r.send_status, rocketmq_client_rust::SendStatus::SendOk),
+                        "{r:?}"
+                    );
+                    break;
+                }
+                other if Instant::now() > deadline => panic!("signed send failed: {other:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+    env.shutdown();
+
+    // Deleting the user takes its rights away at once.
+    must(root, &with(&["deleteUser", "-u", "app"]));
+    let (ok, text) = run(root, &with(&["getUser", "-u", "app"]));
+    assert!(!ok && text.contains("not found"), "{text}");
+}

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use ferrymq_protocol::acl::{constant_time_eq, unhex};
+use ferrymq_protocol::acl::{constant_time_eq, unhex, SigningKey};
 
 use crate::plain::{Account, AclError, AclRules};
 
@@ -15,12 +15,13 @@ pub const DATE_TIME: &str = "x-mq-date-time";
 
 /// The parts of an `authorization` value.
 #[derive(Debug, PartialEq, Eq)]
-struct Authorization<'a> {
-    access_key: &'a str,
+pub struct Authorization<'a> {
+    pub access_key: &'a str,
     signature: &'a str,
 }
 
-fn parse(value: &str) -> Option<Authorization<'_>> {
+/// Splits an `authorization` value; `None` when it has no credential or signature.
+pub fn parse(value: &str) -> Option<Authorization<'_>> {
     let (_scheme, rest) = value.trim().split_once(' ')?;
     let (mut access_key, mut signature) = (None, None);
     for pair in rest.split(',') {
@@ -40,6 +41,19 @@ fn parse(value: &str) -> Option<Authorization<'_>> {
     })
 }
 
+/// Whether the header's signature is `key`'s HMAC of the date-time.
+pub fn signed_by(
+    key: &SigningKey,
+    parsed: Option<&Authorization<'_>>,
+    date_time: Option<&str>,
+) -> bool {
+    let (Some(parsed), Some(date_time)) = (parsed, date_time) else {
+        return false;
+    };
+    let expected = key.mac(&[date_time.as_bytes()]);
+    unhex(parsed.signature).is_some_and(|given| constant_time_eq(&given, &expected))
+}
+
 /// Authenticates one call from `remote` by its `authorization` and `x-mq-date-time`
 /// metadata. `Ok(None)`: white-listed, nothing more to check.
 pub fn authenticate<'r>(
@@ -54,13 +68,8 @@ pub fn authenticate<'r>(
             "malformed authorization header".into(),
         ));
     }
-    let signed_by = |account: &Account| {
-        let (Some(parsed), Some(date_time)) = (&parsed, date_time) else {
-            return false;
-        };
-        let expected = account.signing_key().mac(&[date_time.as_bytes()]);
-        unhex(parsed.signature).is_some_and(|given| constant_time_eq(&given, &expected))
-    };
+    let signed_by =
+        |account: &Account| signed_by(account.signing_key(), parsed.as_ref(), date_time);
     rules.authenticate(parsed.as_ref().map(|p| p.access_key), remote, signed_by)
 }
 

@@ -385,6 +385,16 @@ fn needs_admin(code: RequestCode) -> bool {
             | RequestCode::UpdateAndCreateSubscriptiongroup
             | RequestCode::DeleteSubscriptiongroup
             | RequestCode::InvokeBrokerToResetOffset
+            | RequestCode::AuthCreateUser
+            | RequestCode::AuthUpdateUser
+            | RequestCode::AuthDeleteUser
+            | RequestCode::AuthGetUser
+            | RequestCode::AuthListUser
+            | RequestCode::AuthCreateAcl
+            | RequestCode::AuthUpdateAcl
+            | RequestCode::AuthDeleteAcl
+            | RequestCode::AuthGetAcl
+            | RequestCode::AuthListAcl
     )
 }
 
@@ -413,7 +423,7 @@ impl Resource {
 
 /// The topics and groups a request touches, with the permission each needs (Java's
 /// `PlainAccessResource.parse`).
-fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String> {
+pub(crate) fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String> {
     let ext = &request.ext_fields;
     let field = |k: &str| ext.get(k).filter(|v| !v.is_empty()).map(str::to_owned);
     let mut out = Vec::new();
@@ -471,6 +481,7 @@ fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String>
 }
 
 /// The ACL file and its current rules, reloaded when the file changes.
+#[derive(Debug)]
 pub struct PlainAcl {
     path: PathBuf,
     rules: RwLock<(Arc<AclRules>, Option<SystemTime>)>,

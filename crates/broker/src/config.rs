@@ -99,6 +99,22 @@ properties_struct! {
         /// The ACL file (Java's `rocketmq.acl.plain.file`); the binary defaults it to
         /// `$ROCKETMQ_HOME/conf/plain_acl.yml`, else `plain_acl.yml` beside broker.conf.
         plain_acl_file: Option<String> = None => "rocketmq.acl.plain.file",
+        /// ACL 2.0: every request must be signed by a known, enabled user (auth.json).
+        authentication_enabled: bool = false => "authenticationEnabled",
+        /// ACL 2.0: non-Super users need an Allow policy for what each request touches.
+        authorization_enabled: bool = false => "authorizationEnabled",
+        /// ACL 2.0 bootstrap: JSON `{"username":..,"password":..}` created as a Super user.
+        init_authentication_user: Option<String> = None => "initAuthenticationUser",
+        /// ACL 2.0: JSON `{"accessKey":..,"secretKey":..}` the broker signs its own requests
+        /// with (created as a Super user when missing).
+        inner_client_authentication_credentials: Option<String> = None => "innerClientAuthenticationCredentials",
+        /// Request codes (comma separated) that skip authentication.
+        authentication_whitelist: String = String::new() => "authenticationWhitelist",
+        /// Request codes (comma separated) that skip authorization.
+        authorization_whitelist: String = String::new() => "authorizationWhitelist",
+        /// Java strategy class; stateless and stateful both check every request here.
+        authentication_strategy: String = String::new() => "authenticationStrategy",
+        authorization_strategy: String = String::new() => "authorizationStrategy",
         /// disabled | permissive (TLS and plaintext on one port) | enforcing (TLS only).
         tls_server_mode: String = "permissive".to_owned() => "tls.server.mode",
         /// PEM certificate chain; without it (and the key) TLS uses a self-signed certificate.
@@ -129,14 +145,9 @@ pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
         why: "slave acting master is not implemented",
     },
     Unsupported {
-        key: "authenticationEnabled",
+        key: "migrateAuthFromV1Enabled",
         accepted: &["false"],
-        why: "ACL 2.0 is not implemented on remoting ports; use aclEnable=true with plain_acl.yml",
-    },
-    Unsupported {
-        key: "authorizationEnabled",
-        accepted: &["false"],
-        why: "ACL 2.0 is not implemented on remoting ports; use aclEnable=true with plain_acl.yml",
+        why: "plain_acl.yml is not imported into ACL 2.0; create the users and ACLs with ferrymq admin createUser/createAcl",
     },
     Unsupported {
         key: "tls.server.need.client.auth",
@@ -155,6 +166,21 @@ pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
 pub const IGNORED_JAVA_KEYS: &[&str] = &[
     // Read by the binary, which merges that file's keys into this one.
     "tls.config.file",
+    // ACL 2.0 providers: users and policies always live in auth.json.
+    "authenticationProvider",
+    "authorizationProvider",
+    "authenticationMetadataProvider",
+    "authorizationMetadataProvider",
+    "userCacheMaxNum",
+    "userCacheExpiredSecond",
+    "userCacheRefreshSecond",
+    "aclCacheMaxNum",
+    "aclCacheExpiredSecond",
+    "aclCacheRefreshSecond",
+    "statefulAuthenticationCacheMaxNum",
+    "statefulAuthenticationCacheExpiredSecond",
+    "statefulAuthorizationCacheMaxNum",
+    "statefulAuthorizationCacheExpiredSecond",
     // Without certificate files TLS always uses a generated certificate.
     "tls.test.mode.enable",
     "sendMessageThreadPoolNums",
@@ -194,6 +220,52 @@ pub struct InvalidConfig {
 }
 
 impl BrokerConfig {
+    /// `initAuthenticationUser` as `(username, password)`.
+    pub fn init_authentication_user(&self) -> Result<Option<(String, String)>, InvalidConfig> {
+        credentials_json(
+            "initAuthenticationUser",
+            self.init_authentication_user.as_deref(),
+            ("username", "password"),
+        )
+    }
+
+    /// `innerClientAuthenticationCredentials` as `(accessKey, secretKey)`.
+    pub fn inner_client_credentials(&self) -> Result<Option<(String, String)>, InvalidConfig> {
+        credentials_json(
+            "innerClientAuthenticationCredentials",
+            self.inner_client_authentication_credentials.as_deref(),
+            ("accessKey", "secretKey"),
+        )
+    }
+
+    /// The request codes of `authenticationWhitelist` and `authorizationWhitelist`.
+    pub fn auth_whitelists(
+        &self,
+    ) -> Result<
+        (
+            std::collections::HashSet<i32>,
+            std::collections::HashSet<i32>,
+        ),
+        InvalidConfig,
+    > {
+        let parse = |key: &'static str, text: &str| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    c.parse::<i32>().map_err(|_| InvalidConfig {
+                        key,
+                        reason: format!("`{c}` is not a request code"),
+                    })
+                })
+                .collect::<Result<std::collections::HashSet<i32>, InvalidConfig>>()
+        };
+        Ok((
+            parse("authenticationWhitelist", &self.authentication_whitelist)?,
+            parse("authorizationWhitelist", &self.authorization_whitelist)?,
+        ))
+    }
+
     /// Reads `broker.conf` text. Returns the config and the keys worth a warning.
     pub fn from_conf(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigFileError> {
         refuse_unsupported(text, UNSUPPORTED_JAVA_KEYS)?;
@@ -209,6 +281,36 @@ impl BrokerConfig {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let bad = |key: &'static str, reason: String| Err(InvalidConfig { key, reason });
+        if self.acl_enable && (self.authentication_enabled || self.authorization_enabled) {
+            return bad(
+                "aclEnable",
+                "ACL 1.0 (aclEnable) and ACL 2.0 (authenticationEnabled/authorizationEnabled) cannot both be on".into(),
+            );
+        }
+        for (key, value, kind) in [
+            (
+                "authenticationStrategy",
+                &self.authentication_strategy,
+                "Authentication",
+            ),
+            (
+                "authorizationStrategy",
+                &self.authorization_strategy,
+                "Authorization",
+            ),
+        ] {
+            let known = [
+                format!("Stateless{kind}Strategy"),
+                format!("Stateful{kind}Strategy"),
+            ];
+            if !value.trim().is_empty() && !known.iter().any(|k| value.trim().ends_with(k.as_str()))
+            {
+                return bad(key, format!("unknown strategy `{value}`"));
+            }
+        }
+        self.init_authentication_user()?;
+        self.inner_client_credentials()?;
+        self.auth_whitelists()?;
         if !matches!(self.flush_disk_type.as_str(), "ASYNC_FLUSH" | "SYNC_FLUSH") {
             return bad(
                 "flushDiskType",
@@ -339,6 +441,29 @@ pub enum ConfigFileError {
     Invalid(#[from] InvalidConfig),
 }
 
+/// A JSON object with two string fields (RocketMQ's credential-valued keys).
+fn credentials_json(
+    key: &'static str,
+    text: Option<&str>,
+    (user_field, secret_field): (&str, &str),
+) -> Result<Option<(String, String)>, InvalidConfig> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |reason: String| InvalidConfig { key, reason };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| bad(format!("`{name}` is missing or blank")))
+    };
+    Ok(Some((field(user_field)?, field(secret_field)?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,5 +514,24 @@ mod tests {
         assert_eq!(levels.len(), 18);
         assert_eq!(levels[0], 1000);
         assert_eq!(levels[17], 7_200_000);
+    }
+
+    #[test]
+    fn acl2_keys() {
+        let text = "authenticationEnabled=true\nauthorizationEnabled=true\n\
+                    initAuthenticationUser={\"username\":\"root\",\"password\":\"pw\"}\n\
+                    authenticationWhitelist=10,11\n";
+        let (c, _) = BrokerConfig::from_conf(text).unwrap();
+        assert_eq!(
+            c.init_authentication_user().unwrap(),
+            Some(("root".to_owned(), "pw".to_owned()))
+        );
+        assert!(c.auth_whitelists().unwrap().0.contains(&10));
+        let err =
+            BrokerConfig::from_conf("authenticationEnabled=true\naclEnable=true").unwrap_err();
+        assert!(err.to_string().contains("cannot both be on"), "{err}");
+        let err =
+            BrokerConfig::from_conf("initAuthenticationUser={\"username\":\"root\"}").unwrap_err();
+        assert!(err.to_string().contains("password"), "{err}");
     }
 }

@@ -61,11 +61,15 @@ pub enum BrokerError {
     NoAclFile,
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("ACL 2.0 store: {0}")]
+    Auth(String),
 }
 
 /// A running broker.
 pub struct Broker {
     state: Arc<BrokerState>,
+    access: Option<ferrymq_auth::AccessControl>,
+    own_credentials: Option<Credentials>,
     servers: Vec<RemotingServer>,
     namesrv: RemotingClient,
     stop: CancellationToken,
@@ -187,6 +191,57 @@ impl Broker {
         );
         let offsets = offsets::ConsumerOffsets::new(offsets_file.load()?);
 
+        // ACL 2.0 users and policies: always open, so AUTH_* admin requests work before
+        // authentication is switched on (as operators prepare users first).
+        let init_user = config.init_authentication_user()?;
+        let inner_user = config.inner_client_credentials()?;
+        let auth_dir = config_dir.clone();
+        let bootstrap = [init_user.clone(), inner_user.clone()];
+        let auth = tokio::task::spawn_blocking(move || {
+            let store = ferrymq_auth::AuthStore::open(&auth_dir)?;
+            for (user, password) in bootstrap.iter().flatten() {
+                store.ensure_super_user(user, password)?;
+            }
+            Ok::<_, ferrymq_auth::AuthAdminError>(Arc::new(store))
+        })
+        .await?
+        .map_err(|e| BrokerError::Auth(e.to_string()))?;
+        let access = match acl {
+            Some(acl) => Some(ferrymq_auth::AccessControl::Plain(acl)),
+            None if config.authentication_enabled || config.authorization_enabled => {
+                let (authn_white, authz_white) = config.auth_whitelists()?;
+                tracing::info!(
+                    authentication = config.authentication_enabled,
+                    authorization = config.authorization_enabled,
+                    "ACL 2.0 enabled (users and policies in config/auth.json)"
+                );
+                Some(ferrymq_auth::AccessControl::Rbac(Arc::new(
+                    ferrymq_auth::Rbac {
+                        store: auth.clone(),
+                        authentication: config.authentication_enabled,
+                        authorization: config.authorization_enabled,
+                        cluster: config.broker_cluster_name.clone(),
+                        authentication_whitelist: authn_white,
+                        authorization_whitelist: authz_white,
+                    },
+                )))
+            }
+            None => None,
+        };
+        // The broker's own requests (registration, a slave's metadata sync from its master)
+        // sign with the ACL file's admin account, or ACL 2.0's inner (else initial) user, so
+        // a group sharing one configuration needs nothing else.
+        let own_credentials = match &access {
+            Some(ferrymq_auth::AccessControl::Plain(acl)) => acl
+                .rules()
+                .admin_account()
+                .map(|a| Credentials::new(&a.access_key, a.secret_key())),
+            Some(ferrymq_auth::AccessControl::Rbac(_)) => inner_user
+                .or(init_user)
+                .map(|(user, password)| Credentials::new(user, password)),
+            None => None,
+        };
+
         let arrivals = Arc::new(long_polling::ArrivalSignals::default());
         let listener_arrivals = arrivals.clone();
         store.set_arrival_listener(Arc::new(move |a: &ferrymq_store::MessageArrival<'_>| {
@@ -219,6 +274,7 @@ impl Broker {
             boot: Instant::now(),
             boot_timestamp: BrokerState::now_ms(),
             config_dir,
+            auth,
             config: std::sync::RwLock::new(Arc::new(config)),
         });
         state.topics_changed().await;
@@ -226,7 +282,7 @@ impl Broker {
         let recovering = state.clone();
         tokio::task::spawn_blocking(move || processor::recover_pop(&recovering)).await?;
 
-        let processor = Arc::new(processor::Processor::new(state.clone(), acl.clone()));
+        let processor = Arc::new(processor::Processor::new(state.clone(), access.clone()));
         let connection = ConnectionConfig {
             idle_timeout: Some(Duration::from_secs(
                 state.config().server_channel_max_idle_time_seconds.max(1),
@@ -252,25 +308,19 @@ impl Broker {
             servers.push(server);
         }
 
-        // The broker's own requests (registration, a slave's metadata sync from its master)
-        // sign with the ACL file's admin account, so a group sharing one file needs nothing else.
         let namesrv = RemotingClient::new(ClientConfig {
             tls: if state.config().tls_enable {
                 Some(ClientTls::trust_any().map_err(BrokerError::Tls)?)
             } else {
                 None
             },
-            credentials: acl.as_ref().and_then(|a| {
-                a.rules()
-                    .admin_account()
-                    .map(|a| Credentials::new(&a.access_key, a.secret_key()))
-            }),
+            credentials: own_credentials.clone(),
             ..ClientConfig::default()
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        if let Some(acl) = acl {
-            tasks.spawn(acl.watch(stop.clone()));
+        if let Some(ferrymq_auth::AccessControl::Plain(acl)) = &access {
+            tasks.spawn(acl.clone().watch(stop.clone()));
         }
         tasks.spawn(registration::run(
             state.clone(),
@@ -308,11 +358,23 @@ impl Broker {
         );
         Ok(Broker {
             state,
+            access,
+            own_credentials,
             servers,
             namesrv,
             stop,
             tasks,
         })
+    }
+
+    /// The access control this broker runs, for a gRPC endpoint in the same process.
+    pub fn access_control(&self) -> Option<ferrymq_auth::AccessControl> {
+        self.access.clone()
+    }
+
+    /// The credentials the broker signs its own requests with (an ACL admin / Super user).
+    pub fn own_credentials(&self) -> Option<Credentials> {
+        self.own_credentials.clone()
     }
 
     /// The address clients use (`brokerIP1:listenPort`).

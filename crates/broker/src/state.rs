@@ -62,6 +62,8 @@ pub struct BrokerState {
     pub boot: Instant,
     pub boot_timestamp: i64,
     pub config_dir: PathBuf,
+    /// ACL 2.0 users and policies (config/auth.json), managed by the AUTH_* requests.
+    pub auth: Arc<ferrymq_auth::AuthStore>,
 }
 
 command_header! {

@@ -106,3 +106,153 @@ async fn acl_without_a_usable_file_does_not_start() {
     let e = ferrymq_broker::Broker::start(config).await.err().unwrap();
     assert!(e.to_string().contains("missing.yml"), "{e}");
 }
+
+/// A request with string header fields, signed by `creds`.
+fn auth_request(
+    code: ferrymq_protocol::RequestCode,
+    fields: &[(&str, &str)],
+    body: &str,
+    creds: &Credentials,
+) -> ferrymq_protocol::RemotingCommand {
+    let mut req = ferrymq_protocol::RemotingCommand::request(code).with_body(body.to_owned());
+    for (k, v) in fields {
+        req.ext_fields.insert(k, v);
+    }
+    sign_request(&mut req, creds);
+    req
+}
+
+#[tokio::test]
+async fn acl2_users_and_policies_decide_on_a_real_socket_and_survive_restart() {
+    use ferrymq_protocol::RequestCode;
+    let mut broker = TestBroker::start(|c| {
+        c.authentication_enabled = true;
+        c.authorization_enabled = true;
+        c.init_authentication_user = Some(r#"{"username":"root","password":"root-secret"}"#.into());
+    })
+    .await;
+    let root = Credentials::new("root", "root-secret");
+    let alice = Credentials::new("alice", "alice-secret");
+    let code = |resp: &ferrymq_protocol::RemotingCommand| resp.response_code();
+    let send_as = |topic: &str, creds: &Credentials| {
+        let mut req = send_request(topic, b"body", "", 0);
+        sign_request(&mut req, creds);
+        req
+    };
+
+    // Authentication: unsigned, unknown user and wrong password are refused.
+    assert_eq!(
+        code(&broker.send("Orders", b"b", "", 0).await),
+        ResponseCode::NoPermission
+    );
+    assert_eq!(
+        code(&broker.call(send_as("Orders", &alice)).await),
+        ResponseCode::NoPermission
+    );
+    // The initial user is Super: it may send anywhere and manage users.
+    assert_eq!(
+        code(&broker.call(send_as("Orders", &root)).await),
+        ResponseCode::Success
+    );
+    let created = broker
+        .call(auth_request(
+            RequestCode::AuthCreateUser,
+            &[("username", "alice")],
+            r#"{"username":"alice","password":"alice-secret","userType":"Normal"}"#,
+            &root,
+        ))
+        .await;
+    assert_eq!(code(&created), ResponseCode::Success, "{created:?}");
+    let again = broker
+        .call(auth_request(
+            RequestCode::AuthCreateUser,
+            &[("username", "alice")],
+            r#"{"username":"alice","password":"x"}"#,
+            &root,
+        ))
+        .await;
+    assert_ne!(
+        code(&again),
+        ResponseCode::Success,
+        "a user is created once"
+    );
+
+    // Authorization: a Normal user without an ACL may do nothing.
+    let refused = broker.call(send_as("Orders", &alice)).await;
+    assert_eq!(code(&refused), ResponseCode::NoPermission, "{refused:?}");
+    let wrong = broker
+        .call(send_as("Orders", &Credentials::new("alice", "not-hers")))
+        .await;
+    assert_eq!(code(&wrong), ResponseCode::NoPermission);
+    let acl = r#"{"subject":"User:alice","policies":[{"policyType":"Custom","entries":[
+        {"resource":"Topic:Ord*","actions":["Pub"],"sourceIps":[],"decision":"Allow"},
+        {"resource":"Topic:Orders-secret","actions":["Pub"],"sourceIps":[],"decision":"Deny"}]}]}"#;
+    let granted = broker
+        .call(auth_request(
+            RequestCode::AuthCreateAcl,
+            &[("subject", "User:alice")],
+            acl,
+            &root,
+        ))
+        .await;
+    assert_eq!(code(&granted), ResponseCode::Success, "{granted:?}");
+    assert_eq!(
+        code(&broker.call(send_as("Orders", &alice)).await),
+        ResponseCode::Success
+    );
+    assert_eq!(
+        code(&broker.call(send_as("Orders-secret", &alice)).await),
+        ResponseCode::NoPermission
+    );
+    assert_eq!(
+        code(&broker.call(send_as("Payments", &alice)).await),
+        ResponseCode::NoPermission
+    );
+    // A Normal user may not manage users.
+    let escalate = broker
+        .call(auth_request(
+            RequestCode::AuthUpdateUser,
+            &[("username", "alice")],
+            r#"{"username":"alice","userType":"Super"}"#,
+            &alice,
+        ))
+        .await;
+    assert_eq!(code(&escalate), ResponseCode::NoPermission, "{escalate:?}");
+
+    // Everything survives a restart.
+    broker.restart().await;
+    assert_eq!(
+        code(&broker.call(send_as("Orders", &alice)).await),
+        ResponseCode::Success
+    );
+    let got = broker
+        .call(auth_request(
+            RequestCode::AuthGetAcl,
+            &[("subject", "User:alice")],
+            "",
+            &root,
+        ))
+        .await;
+    assert_eq!(code(&got), ResponseCode::Success);
+    let text = String::from_utf8_lossy(&got.body.to_bytes()).into_owned();
+    assert!(
+        text.contains("Topic:Ord*") && text.contains("Deny"),
+        "{text}"
+    );
+
+    // A disabled user is refused even where its ACL allows.
+    let disabled = broker
+        .call(auth_request(
+            RequestCode::AuthUpdateUser,
+            &[("username", "alice")],
+            r#"{"username":"alice","userStatus":"disable"}"#,
+            &root,
+        ))
+        .await;
+    assert_eq!(code(&disabled), ResponseCode::Success, "{disabled:?}");
+    assert_eq!(
+        code(&broker.call(send_as("Orders", &alice)).await),
+        ResponseCode::NoPermission
+    );
+    broker.stop().await;
+}

@@ -6,6 +6,8 @@
 //! This module only parses, calls [`ferrymq_client::Admin`] and prints; every request lives in
 //! the client crate.
 
+#[path = "admin_acl.rs"]
+mod acl;
 #[path = "admin_fmt.rs"]
 mod fmt;
 
@@ -302,6 +304,8 @@ enum AdminSub {
         #[arg(short = 'v', long = "value", allow_hyphen_values = true)]
         value: String,
     },
+    #[command(flatten)]
+    Acl(acl::AclSub),
 }
 
 /// Runs one admin command: prints its result on stdout, or one error line on stderr.
@@ -557,6 +561,7 @@ impl Ctx {
                 self.update_broker_config(&target, key.trim(), value.trim())
                     .await
             }
+            AdminSub::Acl(cmd) => self.exec_acl(cmd).await,
         }
     }
 

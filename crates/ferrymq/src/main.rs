@@ -340,11 +340,6 @@ async fn run_standalone(
         config.namesrv_addr = Some(ns_local.to_string());
     }
     tracing::info!(data = %config.store_path_root_dir, namesrv = %ns_addr, "standalone: name server ready");
-    // Under aclEnable the gRPC port checks the same accounts as the broker.
-    let grpc_acl = config
-        .acl_enable
-        .then(|| config.plain_acl_file.clone().map(PathBuf::from))
-        .flatten();
     // The gRPC port follows the broker's TLS settings.
     let grpc_tls_mode = config
         .tls_server_mode
@@ -376,7 +371,10 @@ async fn run_standalone(
             tls: grpc_tls_files,
             tls_mode: grpc_tls_mode,
             upstream_tls: internal_tls,
-            acl_file: grpc_acl,
+            // The gRPC port checks the same accounts, users and policies as the broker.
+            shared_access: broker
+                .access_control()
+                .map(|access| (access, broker.own_credentials())),
             ..ProxyConfig::new(ns_local.to_string())
         })
         .await

@@ -18,7 +18,7 @@ use crate::service::{Context, Messaging};
 use crate::session::Sessions;
 use crate::tls;
 use crate::transaction::{Producers, Transactions};
-use ferrymq_auth::PlainAcl;
+use ferrymq_auth::{AccessControl, PlainAcl};
 use ferrymq_protocol::acl::Credentials;
 pub use ferrymq_remoting::tls::{ServerTls, TlsFiles, TlsMode};
 
@@ -47,6 +47,9 @@ pub struct ProxyConfig {
     /// `plain_acl.yml` (reloaded when it changes), and sign the proxy's own broker requests
     /// with its admin account.
     pub acl_file: Option<std::path::PathBuf>,
+    /// Access control shared with a broker in the same process (ACL 1.0 or 2.0), with the
+    /// credentials to sign upstream requests; takes precedence over `acl_file`.
+    pub shared_access: Option<(AccessControl, Option<Credentials>)>,
     /// Timeout of ordinary broker requests.
     pub request_timeout: Duration,
 }
@@ -61,6 +64,7 @@ impl ProxyConfig {
             tls_mode: TlsMode::Permissive,
             upstream_tls: false,
             acl_file: None,
+            shared_access: None,
             request_timeout: Duration::from_secs(3),
         }
     }
@@ -92,15 +96,18 @@ impl Proxy {
             vec![b"h2".to_vec()],
         ));
         tls_source.validate().map_err(ProxyError::Tls)?;
-        let acl = match &config.acl_file {
-            Some(path) => Some(Arc::new(PlainAcl::load(path)?)),
-            None => None,
+        let (acl, upstream_credentials) = match (&config.shared_access, &config.acl_file) {
+            (Some((access, credentials)), _) => (Some(access.clone()), credentials.clone()),
+            (None, Some(path)) => {
+                let plain = Arc::new(PlainAcl::load(path)?);
+                let credentials = plain
+                    .rules()
+                    .admin_account()
+                    .map(|a| Credentials::new(&a.access_key, a.secret_key()));
+                (Some(AccessControl::Plain(plain)), credentials)
+            }
+            (None, None) => (None, None),
         };
-        let upstream_credentials = acl.as_ref().and_then(|a| {
-            a.rules()
-                .admin_account()
-                .map(|a| Credentials::new(&a.access_key, a.secret_key()))
-        });
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -133,8 +140,9 @@ impl Proxy {
             .max_decoding_message_size(MAX_INBOUND_MESSAGE)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let stop = CancellationToken::new();
-        if let Some(acl) = acl {
-            tokio::spawn(acl.watch(stop.clone()));
+        if let (None, Some(AccessControl::Plain(plain))) = (&config.shared_access, &acl) {
+            // A file of its own: follow its edits. A shared one is watched by its broker.
+            tokio::spawn(plain.clone().watch(stop.clone()));
         }
         let rx = tls::incoming(listener, tls_source);
         let incoming = futures::stream::unfold(rx, |mut rx| async move {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
-use ferrymq_auth::{grpc as grpc_auth, AclError, Perm, PlainAcl, Resource};
+use ferrymq_auth::{grpc as grpc_auth, AccessControl, AclError, Perm, Resource};
 
 use crate::convert;
 use crate::group::{self, GroupPolicy, Groups};
@@ -44,8 +44,8 @@ const CONSUMER_BACKOFF_SECS: [u64; 18] = [
 
 /// What every RPC needs.
 pub(crate) struct Context {
-    /// Accounts and permissions when access control is on (the broker's `plain_acl.yml`).
-    pub acl: Option<Arc<PlainAcl>>,
+    /// Accounts and permissions when access control is on (ACL 1.0 or 2.0).
+    pub acl: Option<AccessControl>,
     pub instance: ClientInstance,
     pub sessions: Arc<Sessions>,
     pub transactions: Arc<Transactions>,
@@ -106,17 +106,12 @@ impl Messaging {
         let remote = req
             .remote_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-        let rules = acl.rules();
-        let checked = grpc_auth::authenticate(
-            &rules,
+        let checked = acl.check_grpc(
             meta(grpc_auth::AUTHORIZATION),
             meta(grpc_auth::DATE_TIME),
             remote,
-        )
-        .and_then(|who| match who {
-            Some(account) => rules.authorize(account, false, &needs(req.get_ref())),
-            None => Ok(()),
-        });
+            &needs(req.get_ref()),
+        );
         checked.map(|()| id).map_err(|e| {
             debug!(%remote, error = %e, "gRPC call refused by ACL");
             match e {

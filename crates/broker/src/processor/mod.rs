@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod auth;
 mod client;
 mod offset;
 mod pop;
@@ -26,7 +27,7 @@ use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use ferrymq_remoting::{Connection, RequestHandler};
 
 use crate::state::BrokerState;
-use ferrymq_auth::PlainAcl;
+use ferrymq_auth::AccessControl;
 
 pub use pop::PopState;
 pub(crate) use pop_revive::{recover as recover_pop, run as run_pop_revive};
@@ -38,11 +39,11 @@ type Reply = Result<RemotingCommand, RemotingCommand>;
 pub struct Processor {
     state: Arc<BrokerState>,
     /// ACL 1.0 rules when `aclEnable`; every request is checked against them first.
-    acl: Option<Arc<PlainAcl>>,
+    acl: Option<AccessControl>,
 }
 
 impl Processor {
-    pub fn new(state: Arc<BrokerState>, acl: Option<Arc<PlainAcl>>) -> Self {
+    pub fn new(state: Arc<BrokerState>, acl: Option<AccessControl>) -> Self {
         Processor { state, acl }
     }
 }
@@ -84,7 +85,7 @@ impl RequestHandler for Processor {
     async fn handle(&self, conn: &Connection, req: RemotingCommand) -> Option<RemotingCommand> {
         let s = &self.state;
         if let Some(acl) = &self.acl {
-            if let Err(cause) = acl.rules().check(&req, conn.peer_addr().ip()) {
+            if let Err(cause) = acl.check_remoting(&req, conn.peer_addr().ip()) {
                 tracing::debug!(peer = %conn.peer_addr(), code = req.code, %cause, "request refused by ACL");
                 return Some(err(&req, ResponseCode::NoPermission, cause));
             }
@@ -138,6 +139,17 @@ impl RequestHandler for Processor {
             RequestCode::GetAllConsumerOffset => admin::all_consumer_offsets(s, &req),
             RequestCode::GetAllDelayOffset => admin::all_delay_offsets(s, &req),
             RequestCode::QueryTopicConsumeByWho => admin::topic_consumed_by(s, &req),
+            RequestCode::AuthCreateUser => Ok(auth::create_user(s, &req).await),
+            RequestCode::AuthUpdateUser => Ok(auth::update_user(s, &req).await),
+            RequestCode::AuthDeleteUser => Ok(auth::delete_user(s, &req).await),
+            RequestCode::AuthGetUser => Ok(auth::get_user(s, &req)),
+            RequestCode::AuthListUser => Ok(auth::list_users(s, &req)),
+            RequestCode::AuthCreateAcl | RequestCode::AuthUpdateAcl => {
+                Ok(auth::upsert_acl(s, &req).await)
+            }
+            RequestCode::AuthDeleteAcl => Ok(auth::delete_acl(s, &req).await),
+            RequestCode::AuthGetAcl => Ok(auth::get_acl(s, &req)),
+            RequestCode::AuthListAcl => Ok(auth::list_acls(s, &req)),
             RequestCode::QueryTopicsByConsumer => admin::topics_by_consumer(s, &req),
             RequestCode::InvokeBrokerToResetOffset => admin::reset_offset(s, &req),
             RequestCode::GetConsumerRunningInfo => admin::consumer_running_info(s, &req).await,

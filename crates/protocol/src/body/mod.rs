@@ -1,5 +1,6 @@
 //! JSON bodies of requests and responses, in the shapes Java clients and tools parse.
 
+pub mod auth;
 pub mod consumer;
 pub mod java_json;
 pub mod pop;

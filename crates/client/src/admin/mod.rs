@@ -16,6 +16,8 @@
 //! cluster (which registers it with the name servers at once) and deleted from those brokers
 //! first and from every name server after, so the next broker registration cannot bring it back.
 
+mod acl;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ use ferrymq_protocol::header::{
 use ferrymq_protocol::message::{perm, pull_sys_flag, OffsetMsgId, RecordView};
 use ferrymq_protocol::{java_properties, naming, RemotingCommand, RequestCode, ResponseCode};
 
+pub use ferrymq_protocol::body::auth::{AclInfo, PolicyEntryInfo, PolicyInfo, UserInfo};
 pub use ferrymq_protocol::body::{OffsetWrapper, SubscriptionGroupConfig, TopicOffset};
 
 use crate::body_text;
