@@ -335,7 +335,17 @@ impl IndexService {
         names.sort();
         let mut files = Vec::new();
         for p in names {
-            let f = IndexFile::open(&p, self.slot_num, self.index_num)?;
+            let f = match IndexFile::open(&p, self.slot_num, self.index_num) {
+                Ok(f) => f,
+                // A crash while a new index file was being sized leaves it short; an index is
+                // derived data, and re-dispatch from the checkpoint rebuilds what it held.
+                Err(crate::StoreError::FileSize { .. }) if !last_exit_ok => {
+                    tracing::warn!("dropping index file {} cut short by a crash", p.display());
+                    fs::remove_file(&p).context(|| format!("remove {}", p.display()))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !last_exit_ok && f.header().end_timestamp > checkpoint_index_ts {
                 tracing::info!(
                     "dropping index file {} written after the checkpoint",
