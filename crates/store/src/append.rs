@@ -73,23 +73,34 @@ impl Allocator {
     }
 
     /// The segment at `offset`: the prepared one if it matches, else created here.
+    ///
+    /// Waits for any allocation in flight, not only one at `offset`: a segment for another offset
+    /// (a slave's guess before the master said where its log starts) finishing after this call
+    /// would leave a stray zero-filled file in the log directory, and recovery starts at the
+    /// first file it finds.
     pub fn take(&self, offset: i64) -> Result<Arc<MappedFile>> {
         let mut st = self.state.lock();
-        while st.in_progress == Some(offset) {
+        while st.in_progress.is_some() {
             self.cv.wait(&mut st);
         }
         let ready = st.ready.take();
+        // Asked for under the same lock, so a stale wish cannot start in between.
+        st.wanted = Some(offset + self.file_size as i64);
+        self.cv.notify_all();
         drop(st);
-        let file = match ready {
-            Some((o, r)) if o == offset => r?,
-            Some((_, Ok(stale))) => {
-                let _ = stale.destroy();
-                Arc::new(MappedFile::create(&self.dir, offset, self.file_size)?)
+        match ready {
+            Some((o, r)) if o == offset => r,
+            stale => {
+                if let Some((_, Ok(f))) = stale {
+                    discard(&f);
+                }
+                Ok(Arc::new(MappedFile::create(
+                    &self.dir,
+                    offset,
+                    self.file_size,
+                )?))
             }
-            _ => Arc::new(MappedFile::create(&self.dir, offset, self.file_size)?),
-        };
-        self.request(offset + self.file_size as i64);
-        Ok(file)
+        }
     }
 
     pub fn stop(&self) {
@@ -131,7 +142,9 @@ impl Allocator {
                 let r = MappedFile::create(&self.dir, offset, self.file_size).map(Arc::new);
                 let mut st = self.state.lock();
                 st.in_progress = None;
-                st.ready = Some((offset, r));
+                if let Some((_, Ok(stale))) = st.ready.replace((offset, r)) {
+                    discard(&stale);
+                }
                 self.cv.notify_all();
                 drop(st);
                 tracing::debug!(offset, elapsed = ?started.elapsed(), "pre-allocated commit log file");
@@ -146,6 +159,16 @@ impl Allocator {
                 warmer.step(current(), next);
             }
         }
+    }
+}
+
+/// Deletes a prepared segment nobody took, so it does not stay behind as part of the log.
+fn discard(file: &MappedFile) {
+    if let Err(e) = file.destroy() {
+        tracing::warn!(
+            "cannot delete unused commit log file {}: {e}",
+            file.path().display()
+        );
     }
 }
 
@@ -647,5 +670,54 @@ mod tests {
         next.set_wrote_position(10);
         w.step(Some(next.clone()), None);
         assert_eq!(w.current, Some((size as i64, spill + WARM_STEP)));
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    use super::*;
+
+    const SIZE: usize = 64 * 1024;
+
+    fn segments(dir: &std::path::Path) -> Vec<i64> {
+        let mut v: Vec<i64> = crate::mapped_file::list_segments(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn wait_ready(a: &Allocator, offset: i64) {
+        let mut st = a.state.lock();
+        while !st.ready.as_ref().is_some_and(|(o, _)| *o == offset) {
+            a.cv.wait_for(&mut st, Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_segment_prepared_for_another_offset_never_stays_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(Allocator::new(dir.path().to_owned(), SIZE, false));
+        let runner = {
+            let a = a.clone();
+            std::thread::spawn(move || a.run(|| None))
+        };
+        // A guess at offset 0, then the log turns out to start elsewhere (a slave learning the
+        // master's offsets): the guess is deleted, not left as the head of the log.
+        a.request(0);
+        wait_ready(&a, 0);
+        let start = 5 * SIZE as i64;
+        let f = a.take(start).unwrap();
+        assert_eq!(f.file_from_offset(), start);
+        wait_ready(&a, start + SIZE as i64);
+        assert_eq!(segments(dir.path()), vec![start, start + SIZE as i64]);
+        // A prepared segment replaced by a newer wish is deleted too.
+        a.request(9 * SIZE as i64);
+        wait_ready(&a, 9 * SIZE as i64);
+        assert_eq!(segments(dir.path()), vec![start, 9 * SIZE as i64]);
+        a.stop();
+        runner.join().unwrap();
     }
 }

@@ -17,6 +17,7 @@ use crate::commit_log::{CommitLog, LogEntry};
 use crate::consume_queue::CqEntry;
 use crate::error::Result;
 use crate::get::MessageArrival;
+use crate::mapped_file::MappedFile;
 use crate::store::StoreInner;
 
 pub(crate) const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -172,6 +173,36 @@ pub(crate) fn run_dispatcher(inner: Arc<StoreInner>) {
     }
 }
 
+/// Deletes empty segments at the head of the log that a hole separates from the rest: a
+/// segment created for a guessed offset (an older allocator could leave one behind on a slave
+/// that learned the master's offsets later). Recovery would otherwise start there, stop at the
+/// hole and cut away the whole log behind it.
+fn drop_stray_leading_segments(
+    cl: &CommitLog,
+    mut files: Vec<Arc<MappedFile>>,
+) -> Result<Vec<Arc<MappedFile>>> {
+    let mut stray = 0;
+    while let [first, second, ..] = &files[stray..] {
+        let empty = matches!(
+            CommitLog::entry_at(first, 0, first.file_size(), false),
+            LogEntry::End
+        );
+        if !empty || second.file_from_offset() == first.end_offset() {
+            break;
+        }
+        tracing::warn!(
+            "deleting empty commit log file {} before a hole in the log",
+            first.path().display()
+        );
+        stray += 1;
+    }
+    if stray > 0 {
+        cl.files().delete_first(stray)?;
+        files.drain(..stray);
+    }
+    Ok(files)
+}
+
 /// Recovers the commit log after load: finds the end of valid data, re-dispatches the scanned
 /// range, cuts the log and the consume queues there. Returns the recovered end offset.
 pub(crate) fn recover(inner: &StoreInner, last_exit_ok: bool) -> Result<i64> {
@@ -184,6 +215,7 @@ pub(crate) fn recover(inner: &StoreInner, last_exit_ok: bool) -> Result<i64> {
         }
         return Ok(0);
     }
+    let files = drop_stray_leading_segments(cl, files)?;
     let start_idx = if last_exit_ok {
         files.len().saturating_sub(3)
     } else {

@@ -229,24 +229,13 @@ impl MessageStore {
         threads.allocate = Some(spawn("store-allocate", move || {
             i.allocator.run(|| i.commit_log.files().last_file())
         })?);
-        let next_file = inner.commit_log.files().last_file().map_or(0, |f| {
-            if f.is_full() {
-                f.end_offset()
-            } else {
-                f.file_from_offset()
-            }
-        });
-        if inner
-            .commit_log
-            .files()
-            .last_file()
-            .is_none_or(|f| f.is_full())
-        {
-            inner.allocator.request(next_file);
-        } else {
-            inner
-                .allocator
-                .request(next_file + inner.config.mapped_file_size_commit_log as i64);
+        let file_size = inner.config.mapped_file_size_commit_log as i64;
+        match inner.commit_log.files().last_file() {
+            // An empty slave learns where its log starts from the master's first frame.
+            None if inner.config.broker_role == BrokerRole::Slave => {}
+            None => inner.allocator.request(0),
+            Some(f) if f.is_full() => inner.allocator.request(f.end_offset()),
+            Some(f) => inner.allocator.request(f.file_from_offset() + file_size),
         }
         let i = inner.clone();
         threads.flush = Some(spawn("store-flush", move || run_flush(i))?);
