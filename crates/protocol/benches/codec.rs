@@ -12,6 +12,10 @@ use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType
 use tokio_util::codec::Decoder;
 
 fn send_request(ty: SerializeType) -> RemotingCommand {
+    send_request_of(ty, 1024)
+}
+
+fn send_request_of(ty: SerializeType, body_len: usize) -> RemotingCommand {
     let header = SendMessageRequestHeader {
         producer_group: "benchmark_producer_group".into(),
         topic: "BenchmarkTopic".into(),
@@ -28,7 +32,8 @@ fn send_request(ty: SerializeType) -> RemotingCommand {
         max_reconsume_times: None,
         broker_name: Some("broker-a".into()),
     };
-    let mut cmd = RemotingCommand::request(RequestCode::SendMessageV2).with_body(vec![b'x'; 1024]);
+    let mut cmd =
+        RemotingCommand::request(RequestCode::SendMessageV2).with_body(vec![b'x'; body_len]);
     header.write_v2(&mut cmd.ext_fields);
     cmd.opaque = 12345;
     cmd.serialize_type = ty;
@@ -110,32 +115,34 @@ fn record(c: &mut Criterion) {
     group.finish();
 }
 
-/// ACL 1.0: the client signing a send and the broker verifying it (1 KiB body).
+/// ACL 1.0: the client signing a send and the broker verifying it (128 B and 1 KiB bodies).
 fn acl(c: &mut Criterion) {
     use ferrymq_protocol::acl::{Credentials, Signer, SigningKey};
     let creds = Credentials::new("benchmark-access-key", "benchmark-secret-key");
     let signer = Signer::new(&creds);
-    let mut group = c.benchmark_group("acl_send_1KiB");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("sign", |b| {
-        b.iter_batched(
-            || send_request(SerializeType::Json),
-            |mut req| {
-                signer.sign(&mut req);
-                black_box(req)
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    let mut signed = send_request(SerializeType::Json);
-    signer.sign(&mut signed);
     let key = SigningKey::new(&creds.secret_key);
-    group.bench_function("verify", |b| {
-        b.iter(|| {
-            assert!(black_box(&key).verifies(black_box(&signed)));
-        })
-    });
-    group.finish();
+    for (name, len) in [("acl_send_128B", 128), ("acl_send_1KiB", 1024)] {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("sign", |b| {
+            b.iter_batched(
+                || send_request_of(SerializeType::Json, len),
+                |mut req| {
+                    signer.sign(&mut req);
+                    black_box(req)
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        let mut signed = send_request_of(SerializeType::Json, len);
+        signer.sign(&mut signed);
+        group.bench_function("verify", |b| {
+            b.iter(|| {
+                assert!(black_box(&key).verifies(black_box(&signed)));
+            })
+        });
+        group.finish();
+    }
 }
 
 criterion_group! {

@@ -691,7 +691,7 @@ mod allocator_tests {
 
     fn wait_ready(a: &Allocator, offset: i64) {
         let mut st = a.state.lock();
-        while !st.ready.as_ref().is_some_and(|(o, _)| *o == offset) {
+        while st.ready.as_ref().is_none_or(|(o, _)| *o != offset) {
             a.cv.wait_for(&mut st, Duration::from_millis(10));
         }
     }

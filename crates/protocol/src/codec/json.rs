@@ -187,7 +187,8 @@ impl<'de> Visitor<'de> for ExtVisitor {
         Ok(ExtFields::new())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
-        let mut ext = ExtFields::with_capacity(16, 256);
+        // Room for a signed send (its 14 fields, properties and the ACL fields) without growing.
+        let mut ext = ExtFields::with_capacity(24, 512);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             map.next_value_seed(ValueInto {
                 ext: &mut ext,
