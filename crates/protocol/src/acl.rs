@@ -89,30 +89,16 @@ impl SigningKey {
         body: impl IntoIterator<Item = &'a [u8]>,
         client_version: i32,
     ) -> [u8; 20] {
-        // HMAC is streaming: the values are gathered on the stack and fed in large pieces (a
-        // dozen tiny updates cost more than the hashing), the body parts as they are.
+        // HMAC is streaming: feed the values and body parts without building the byte string.
         let mut mac = self.0.clone();
-        let mut gathered = [0u8; 1024];
-        let mut len = 0;
         ext.for_each_sorted(|key, value| {
             if is(key, SIGNATURE)
                 || (is(key, UNIQUE_MSG_QUERY_FLAG) && client_version <= version::V4_9_3)
             {
                 return;
             }
-            let value = value.as_bytes();
-            if len + value.len() > gathered.len() {
-                mac.update(&gathered[..len]);
-                len = 0;
-            }
-            if value.len() > gathered.len() {
-                mac.update(value);
-            } else {
-                gathered[len..len + value.len()].copy_from_slice(value);
-                len += value.len();
-            }
+            mac.update(value.as_bytes());
         });
-        mac.update(&gathered[..len]);
         for part in body {
             mac.update(part);
         }
@@ -199,9 +185,9 @@ pub fn sign_request(request: &mut RemotingCommand, credentials: &Credentials) {
     Signer::new(credentials).sign(request)
 }
 
-/// `key == name`, settled by the first byte for nearly every key without a `memcmp` call.
+/// `key == name` without a `memcmp` call for nearly every key.
 fn is(key: &str, name: &str) -> bool {
-    key.as_bytes().first() == name.as_bytes().first() && key == name
+    crate::command::key_eq(key.as_bytes(), name.as_bytes())
 }
 
 /// Lower-case hex of `bytes` (gRPC `authorization` signatures).

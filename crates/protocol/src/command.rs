@@ -69,6 +69,11 @@ fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     }
 }
 
+/// Whether two keys are equal, by the same first-byte shortcut as [`key_order`].
+pub(crate) fn key_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && key_order(a, b).is_eq()
+}
+
 impl ExtFields {
     pub fn new() -> Self {
         ExtFields::default()
@@ -89,11 +94,9 @@ impl ExtFields {
         // Byte comparison: slicing the `str` would re-check char boundaries on every probe.
         let text = self.text.as_bytes();
         let key = key.as_bytes();
-        self.spans.iter().rposition(|s| {
-            let (start, end) = (s.key.0 as usize, s.key.1 as usize);
-            // The first byte settles most probes without a call into `memcmp`.
-            end - start == key.len() && text.get(start) == key.first() && &text[start..end] == key
-        })
+        self.spans
+            .iter()
+            .rposition(|s| key_eq(&text[s.key.0 as usize..s.key.1 as usize], key))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -171,25 +174,29 @@ impl ExtFields {
         let order: &mut [u32] = if n <= ON_STACK {
             &mut stack[..n]
         } else {
-            heap.extend(0..n as u32);
-            heap.sort_by(|a, b| key_order(key(*a), key(*b)));
+            heap.resize(n, 0);
             &mut heap
         };
+        for (i, at) in order.iter_mut().enumerate() {
+            *at = i as u32;
+        }
+        // Both sorts are stable: an equal key stays after the earlier one, so the last one wins
+        // below.
         if n <= ON_STACK {
-            for i in 0..n {
-                order[i] = i as u32;
-                // Stable: an equal key stays after the earlier one, so the last one wins below.
+            for i in 1..n {
                 let mut j = i;
                 while j > 0 && key_order(key(order[j - 1]), key(order[j])).is_gt() {
                     order.swap(j - 1, j);
                     j -= 1;
                 }
             }
+        } else {
+            order.sort_by(|a, b| key_order(key(*a), key(*b)));
         }
         for (i, &at) in order.iter().enumerate() {
             if order
                 .get(i + 1)
-                .is_some_and(|&next| key_order(key(next), key(at)).is_eq())
+                .is_some_and(|&next| key_eq(key(next), key(at)))
             {
                 continue;
             }
@@ -207,8 +214,7 @@ impl ExtFields {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.spans.iter().enumerate().filter_map(move |(i, s)| {
             let key = self.key_bytes(i);
-            let shadowed =
-                (i + 1..self.spans.len()).any(|j| key_order(self.key_bytes(j), key).is_eq());
+            let shadowed = (i + 1..self.spans.len()).any(|j| key_eq(self.key_bytes(j), key));
             (!shadowed).then(|| (self.slice(s.key), self.slice(s.value)))
         })
     }
