@@ -123,6 +123,22 @@ properties_struct! {
         tls_server_key_path: Option<String> = None => "tls.server.keyPath",
         /// Dial NameServers and other brokers with TLS (Java's client-side `tls.enable`).
         tls_enable: bool = false => "tls.enable",
+        /// Controller mode: the controllers elect this group's master and assign broker ids.
+        enable_controller_mode: bool = false => "enableControllerMode",
+        /// Controller addresses (`host:port;host:port`), any of them; the leader is found.
+        controller_addr: String = String::new() => "controllerAddr",
+        /// A SYNC put is acknowledged once every SyncStateSet member has it.
+        all_ack_in_sync_state_set: bool = false => "allAckInSyncStateSet",
+        /// The controller declares this broker dead after this long without a heartbeat.
+        controller_heart_beat_timeout_mills: u64 = 10_000 => "controllerHeartBeatTimeoutMills",
+        /// Lower is preferred when the controller picks among equally fresh replicas.
+        broker_election_priority: i32 = i32::MAX => "brokerElectionPriority",
+        /// How often (ms) the broker asks the controller for its group's master and SyncStateSet.
+        sync_broker_metadata_period: u64 = 5_000 => "syncBrokerMetadataPeriod",
+        /// How often (ms) a master checks whether its SyncStateSet should grow or shrink.
+        check_sync_state_set_period: u64 = 5_000 => "checkSyncStateSetPeriod",
+        /// A replica not caught up with the master for this long (ms) leaves the SyncStateSet.
+        ha_max_time_slave_not_catchup: u64 = 15_000 => "haMaxTimeSlaveNotCatchup",
     }
 }
 
@@ -133,11 +149,6 @@ pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
         key: "enableDLegerCommitLog",
         accepted: &["false"],
         why: "the DLedger commit log is not implemented; use master/slave replication (brokerRole)",
-    },
-    Unsupported {
-        key: "enableControllerMode",
-        accepted: &["false"],
-        why: "controller mode (automatic master election) is not implemented yet",
     },
     Unsupported {
         key: "enableSlaveActingMaster",
@@ -320,6 +331,12 @@ impl BrokerConfig {
                 ),
             );
         }
+        if self.enable_controller_mode && self.controller_addrs().is_empty() {
+            return bad(
+                "controllerAddr",
+                "enableControllerMode=true needs the controllers' addresses".into(),
+            );
+        }
         if !matches!(
             self.broker_role.as_str(),
             "ASYNC_MASTER" | "SYNC_MASTER" | "SLAVE"
@@ -386,6 +403,21 @@ impl BrokerConfig {
 
     pub fn is_slave(&self) -> bool {
         self.broker_role == "SLAVE"
+    }
+
+    /// Controller addresses from `controllerAddr`.
+    pub fn controller_addrs(&self) -> Vec<String> {
+        split_addrs(&self.controller_addr)
+    }
+
+    /// The role a controller-mode broker takes when elected: SYNC_MASTER when puts wait for
+    /// replicas (`brokerRole=SYNC_MASTER` or `allAckInSyncStateSet`), else ASYNC_MASTER.
+    pub fn elected_role(&self) -> &'static str {
+        if self.broker_role == "SYNC_MASTER" || self.all_ack_in_sync_state_set {
+            "SYNC_MASTER"
+        } else {
+            "ASYNC_MASTER"
+        }
     }
 
     /// Name-server addresses from `namesrvAddr`.

@@ -8,6 +8,7 @@
 
 pub mod client_registry;
 pub mod config;
+pub mod controller_mode;
 pub mod long_polling;
 pub mod offsets;
 mod processor;
@@ -63,6 +64,8 @@ pub enum BrokerError {
     Tls(String),
     #[error("ACL 2.0 store: {0}")]
     Auth(String),
+    #[error(transparent)]
+    ControllerMode(#[from] controller_mode::ControllerModeError),
 }
 
 /// A running broker.
@@ -103,7 +106,37 @@ fn store_config(c: &BrokerConfig) -> StoreConfig {
     s.ha_housekeeping_interval = Duration::from_millis(c.ha_housekeeping_interval.max(1000));
     s.ha_transfer_batch_size = c.ha_transfer_batch_size.max(1024);
     s.ha_max_gap_not_in_sync = c.ha_max_gap_not_in_sync;
+    s.all_ack_in_sync_state_set = c.all_ack_in_sync_state_set;
+    s.ha_max_time_slave_not_catchup =
+        Duration::from_millis(c.ha_max_time_slave_not_catchup.max(100));
     s
+}
+
+/// Starts the background tasks of a role: a master runs delays, transaction check-backs,
+/// timers and POP revives; a slave writes nothing of its own and copies the master's
+/// metadata instead.
+pub(crate) fn spawn_role_tasks(
+    state: &Arc<BrokerState>,
+    namesrv: &RemotingClient,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+    slave: bool,
+) {
+    if slave {
+        tasks.spawn(slave_sync::run(state.clone(), namesrv.clone(), stop));
+    } else {
+        tasks.spawn(schedule::run(state.clone(), stop.clone()));
+        tasks.spawn(transaction_check::run(state.clone(), stop.clone()));
+        tasks.spawn(timer::run(state.clone(), stop.clone()));
+        tasks.spawn(processor::run_pop_revive(state.clone(), stop));
+    }
+}
+
+/// A free TCP port (the HA port of a controller-mode broker started with `listenPort=0`).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("0.0.0.0:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The address clients are told: `brokerIP1`, else the first non-loopback IPv4 of this host.
@@ -158,7 +191,11 @@ impl Broker {
             .map_err(BrokerError::Tls)?,
         );
         let picked_ports = config.listen_port == 0;
-        if !config.is_slave() {
+        let controller_mode = config.enable_controller_mode;
+        if controller_mode {
+            // Every controller-mode broker starts as a slave; the controller makes one master.
+            config.broker_role = "SLAVE".to_owned();
+        } else if !config.is_slave() {
             // As RocketMQ: a master is broker 0 whatever the file says.
             config.broker_id = 0;
         }
@@ -171,11 +208,49 @@ impl Broker {
         let ip = advertised_ip(&config)?;
         let store_host = SocketAddr::new(ip, config.listen_port);
         let mut sc = store_config(&config);
-        if !config.is_slave() {
-            let ha_port = if picked_ports { 0 } else { config.ha_port() };
-            sc.ha_listen_addr = Some(SocketAddr::from(([0, 0, 0, 0], ha_port)));
-        }
         let config_dir = sc.config_dir();
+        let controller_client = RemotingClient::new(ClientConfig {
+            tls: if config.tls_enable {
+                Some(ClientTls::trust_any().map_err(BrokerError::Tls)?)
+            } else {
+                None
+            },
+            ..ClientConfig::default()
+        });
+        let controller_link = Arc::new(controller_mode::ControllerLink::new(
+            config.controller_addrs(),
+            controller_client.clone(),
+        ));
+        let controller_broker_id = if controller_mode {
+            let id = controller_mode::resolve_identity(
+                &config,
+                &controller_link,
+                &config_dir,
+                &store_host.to_string(),
+                Duration::from_secs(120),
+            )
+            .await?;
+            config.broker_id = id as i64;
+            sc.controller_broker_id = Some(id);
+            // Bound when this broker becomes master, so it must be known beforehand.
+            let ha_port = if picked_ports {
+                free_port().map_err(|source| BrokerError::Bind {
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    source,
+                })?
+            } else {
+                config.ha_port()
+            };
+            config.ha_listen_port = ha_port;
+            sc.ha_listen_addr = Some(SocketAddr::from(([0, 0, 0, 0], ha_port)));
+            Some(id)
+        } else {
+            if !config.is_slave() {
+                let ha_port = if picked_ports { 0 } else { config.ha_port() };
+                sc.ha_listen_addr = Some(SocketAddr::from(([0, 0, 0, 0], ha_port)));
+            }
+            None
+        };
         let store = Arc::new(tokio::task::spawn_blocking(move || MessageStore::open(sc)).await??);
 
         let topics_file =
@@ -275,6 +350,8 @@ impl Broker {
             boot_timestamp: BrokerState::now_ms(),
             config_dir,
             auth,
+            controller_broker_id,
+            role_changed: tokio::sync::Notify::new(),
             config: std::sync::RwLock::new(Arc::new(config)),
         });
         state.topics_changed().await;
@@ -327,19 +404,25 @@ impl Broker {
             namesrv.clone(),
             stop.clone(),
         ));
-        if state.config().is_slave() {
-            // A slave writes nothing of its own: the master runs delays, check-backs, timers
-            // and revives, and the slave copies their results and the metadata.
-            tasks.spawn(slave_sync::run(
+        if controller_mode {
+            // The role loop starts the role's tasks once the controller has said the role.
+            let role_tasks =
+                controller_mode::RoleTasks::new(tasks.clone(), stop.clone(), namesrv.clone());
+            tasks.spawn(controller_mode::heartbeat_loop(
                 state.clone(),
+                controller_link.clone(),
+                stop.clone(),
+            ));
+            tasks.spawn(controller_mode::run(
+                state.clone(),
+                controller_link,
                 namesrv.clone(),
+                role_tasks,
                 stop.clone(),
             ));
         } else {
-            tasks.spawn(schedule::run(state.clone(), stop.clone()));
-            tasks.spawn(transaction_check::run(state.clone(), stop.clone()));
-            tasks.spawn(timer::run(state.clone(), stop.clone()));
-            tasks.spawn(processor::run_pop_revive(state.clone(), stop.clone()));
+            let slave = state.config().is_slave();
+            spawn_role_tasks(&state, &namesrv, &tasks, stop.clone(), slave);
         }
         tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
         tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));

@@ -80,7 +80,8 @@ pub async fn register_all(s: &BrokerState, client: &RemotingClient) -> usize {
         .flatten()
         .collect();
     let accepted = answers.len();
-    if s.config().is_slave() && accepted > 0 {
+    // In controller mode the controller, not the NameServer, names the master.
+    if s.config().is_slave() && s.controller_broker_id.is_none() && accepted > 0 {
         learn_master(s, answers.into_iter().flatten());
     }
     accepted

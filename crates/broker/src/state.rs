@@ -64,6 +64,10 @@ pub struct BrokerState {
     pub config_dir: PathBuf,
     /// ACL 2.0 users and policies (config/auth.json), managed by the AUTH_* requests.
     pub auth: Arc<ferrymq_auth::AuthStore>,
+    /// Controller mode: the id the controller assigned this broker (`None` otherwise).
+    pub controller_broker_id: Option<u64>,
+    /// Controller mode: wakes the role loop (NOTIFY_BROKER_ROLE_CHANGED arrived).
+    pub role_changed: Notify,
 }
 
 command_header! {

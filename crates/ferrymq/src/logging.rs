@@ -7,6 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 /// `default` is the filter used when `RUST_LOG` is unset.
 pub fn init(default: &str) {
+    // openraft narrates every vote and replication step at info; its warnings are enough.
+    let default = format!("{default},openraft=warn");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

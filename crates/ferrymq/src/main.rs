@@ -1,5 +1,5 @@
 //! The `ferrymq` command line: parses arguments and wires the components together —
-//! `namesrv`, `broker`, `proxy` (the 5.x gRPC endpoint), `standalone` (name server, broker and
+//! `namesrv`, `controller`, `broker`, `proxy` (the 5.x gRPC endpoint), `standalone` (name server, broker and
 //! gRPC endpoint in one process) and the offline `store` tools.
 
 mod admin;
@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferrymq_broker::{Broker, BrokerConfig};
+use ferrymq_controller::{Controller, ControllerConfig};
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
 use ferrymq_proxy::{Proxy, ProxyConfig, TlsFiles, TlsMode};
 
@@ -39,6 +40,15 @@ enum Command {
         /// A RocketMQ namesrv.conf (property file).
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
+    },
+    /// Run a controller (5.x controller mode: elects masters per broker group over Raft).
+    Controller {
+        /// A RocketMQ controller.conf (controllerDLegerPeers, controllerDLegerSelfId, ...).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Listen address of the controller port (overrides `listenPort`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Run a broker.
     Broker {
@@ -121,6 +131,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Namesrv { listen, config } => run_namesrv(listen, config.as_deref()).await,
+            Command::Controller { config, listen } => {
+                run_controller(config.as_deref(), listen).await
+            }
             Command::Broker {
                 config,
                 namesrv_addr,
@@ -230,6 +243,34 @@ async fn run_namesrv(listen: Option<SocketAddr>, config: Option<&Path>) -> Resul
     tracing::info!(addr = %namesrv.local_addr(), "name server ready");
     logging::shutdown_signal().await;
     namesrv.shutdown().await;
+    Ok(())
+}
+
+async fn run_controller(config: Option<&Path>, listen: Option<SocketAddr>) -> Result<()> {
+    let config = match config {
+        None => ControllerConfig::default(),
+        Some(path) => {
+            let (config, unknown) = ControllerConfig::from_conf(&read_conf(path)?)
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            for key in unknown {
+                tracing::warn!(key, file = %path.display(), "unknown controller config key ignored");
+            }
+            config
+        }
+    };
+    let listen = listen.unwrap_or_else(|| {
+        let ip = config
+            .bind_address
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        SocketAddr::new(ip, config.listen_port)
+    });
+    let controller = Controller::start(config, listen)
+        .await
+        .context("cannot start the controller")?;
+    tracing::info!(addr = %controller.local_addr(), "controller ready");
+    logging::shutdown_signal().await;
+    controller.shutdown().await;
     Ok(())
 }
 

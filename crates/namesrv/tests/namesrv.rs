@@ -507,6 +507,7 @@ async fn silent_brokers_expire_and_heartbeats_keep_brokers_alive() {
                             broker_addr: MASTER_B.addr.into(),
                             broker_name: MASTER_B.name.into(),
                             broker_id: Some(0),
+                            ..Default::default()
                         },
                     )
                 } else {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// RocketMQ's `brokerRole`: whether this store takes writes and how it replicates them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum BrokerRole {
     /// Takes writes; slaves replicate in the background (the default).
     #[default]
@@ -26,6 +26,48 @@ impl BrokerRole {
             "SLAVE" => Some(BrokerRole::Slave),
             _ => None,
         }
+    }
+
+    /// The `brokerRole` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            BrokerRole::AsyncMaster => 0,
+            BrokerRole::SyncMaster => 1,
+            BrokerRole::Slave => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> BrokerRole {
+        match code {
+            1 => BrokerRole::SyncMaster,
+            2 => BrokerRole::Slave,
+            _ => BrokerRole::AsyncMaster,
+        }
+    }
+}
+
+/// The role a running store has now: fixed by `brokerRole`, or switched by the controller.
+#[derive(Debug)]
+pub(crate) struct RoleCell(std::sync::atomic::AtomicU8);
+
+impl RoleCell {
+    pub fn new(role: BrokerRole) -> RoleCell {
+        RoleCell(std::sync::atomic::AtomicU8::new(role.code()))
+    }
+    pub fn get(&self) -> BrokerRole {
+        BrokerRole::from_code(self.0.load(std::sync::atomic::Ordering::Acquire))
+    }
+    pub fn set(&self, role: BrokerRole) {
+        self.0
+            .store(role.code(), std::sync::atomic::Ordering::Release)
     }
 }
 
@@ -116,6 +158,17 @@ pub struct StoreConfig {
     /// `haMaxGapNotInSync` (256 MiB): a SYNC_MASTER answers SLAVE_NOT_AVAILABLE at once when
     /// its best slave is further behind than this.
     pub ha_max_gap_not_in_sync: i64,
+    /// Controller mode: this broker's id as the controller assigned it. Then the store starts
+    /// with no replication (the broker switches roles as the controller decides), a slave
+    /// names itself to its master on connecting, and the master tracks acknowledgements per
+    /// SyncStateSet member.
+    pub controller_broker_id: Option<u64>,
+    /// `allAckInSyncStateSet`: a SYNC_MASTER put in controller mode waits for every member of
+    /// the SyncStateSet, not just one slave.
+    pub all_ack_in_sync_state_set: bool,
+    /// `haMaxTimeSlaveNotCatchup` (15 s): a replica that has not caught up with the master
+    /// for this long leaves the SyncStateSet.
+    pub ha_max_time_slave_not_catchup: Duration,
 }
 
 impl Default for StoreConfig {
@@ -158,6 +211,9 @@ impl Default for StoreConfig {
             ha_housekeeping_interval: Duration::from_secs(20),
             ha_transfer_batch_size: 32 * 1024,
             ha_max_gap_not_in_sync: 256 * 1024 * 1024,
+            controller_broker_id: None,
+            all_ack_in_sync_state_set: false,
+            ha_max_time_slave_not_catchup: Duration::from_secs(15),
         }
     }
 }
@@ -192,6 +248,10 @@ impl StoreConfig {
     }
     pub fn abort_path(&self) -> PathBuf {
         self.store_path_root_dir.join("abort")
+    }
+    /// Controller mode: where each master epoch of the commit log starts (RocketMQ's name).
+    pub fn epoch_path(&self) -> PathBuf {
+        self.store_path_root_dir.join("epochFileCheckpoint")
     }
     pub fn lock_path(&self) -> PathBuf {
         self.store_path_root_dir.join("lock")

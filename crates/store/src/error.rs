@@ -32,6 +32,8 @@ pub enum StoreError {
     },
     #[error("the store is shut down")]
     Shutdown,
+    #[error("role switch: {0}")]
+    RoleSwitch(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod config_file;
 pub mod consume_queue;
 mod dispatch;
+pub mod epoch;
 pub mod error;
 mod flush;
 pub mod get;

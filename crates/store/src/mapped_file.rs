@@ -277,6 +277,20 @@ impl MappedFile {
         self.set_flushed_position(pos);
     }
 
+    /// [`MappedFile::truncate_to`] for a running log: only `[pos, wrote_position)` can hold
+    /// bytes (everything past the writer's position is still zero), so only that is cleared,
+    /// instead of reading a whole segment of mostly untouched pages.
+    pub fn truncate_written_to(&self, pos: usize) {
+        let pos = pos.min(self.size);
+        let end = self.wrote_position().min(self.size);
+        if end > pos {
+            // SAFETY: the caller holds the writer, and nobody reads past the published end.
+            unsafe { self.write_area(pos, end - pos) }.fill(0);
+        }
+        self.set_wrote_position(pos);
+        self.set_flushed_position(pos.min(self.flushed_position()));
+    }
+
     pub fn last_modified(&self) -> Option<SystemTime> {
         self.file.metadata().and_then(|m| m.modified()).ok()
     }
@@ -445,6 +459,25 @@ impl MappedFileQueue {
                 keep.push(f);
             } else if f.file_from_offset() <= offset {
                 f.truncate_to((offset - f.file_from_offset()) as usize);
+                keep.push(f);
+            } else {
+                f.destroy()?;
+            }
+        }
+        *files = keep;
+        Ok(())
+    }
+
+    /// [`MappedFileQueue::truncate_dirty`] for a running log, where each segment's written
+    /// position bounds its data ([`MappedFile::truncate_written_to`]).
+    pub fn truncate_written(&self, offset: i64) -> Result<()> {
+        let mut files = self.files.write();
+        let mut keep = Vec::with_capacity(files.len());
+        for f in files.drain(..) {
+            if f.end_offset() <= offset {
+                keep.push(f);
+            } else if f.file_from_offset() <= offset {
+                f.truncate_written_to((offset - f.file_from_offset()) as usize);
                 keep.push(f);
             } else {
                 f.destroy()?;

@@ -26,9 +26,10 @@ use tokio::sync::oneshot;
 use crate::append::{Allocator, Appender, QueueOffsets};
 use crate::checkpoint::Checkpoint;
 use crate::commit_log::CommitLog;
-use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
+use crate::config::{BrokerRole, FlushDiskType, RoleCell, StoreConfig};
 use crate::consume_queue::{ConsumeQueueTable, CQ_ENTRY_SIZE};
 use crate::dispatch::{recover, run_dispatcher};
+use crate::epoch::{consistent_end, Epoch, EpochFile};
 use crate::error::{IoContext, Result, StoreError};
 use crate::flush::{run_flush, run_watchdog, FlushWaiter, GroupCommit};
 use crate::get::{
@@ -46,6 +47,8 @@ pub type ArrivalListener = Arc<dyn Fn(&MessageArrival<'_>) + Send + Sync>;
 
 pub(crate) struct StoreInner {
     pub config: StoreConfig,
+    /// The role now: `config.broker_role` at open, switched later in controller mode.
+    pub role: RoleCell,
     pub commit_log: CommitLog,
     pub consume_queues: ConsumeQueueTable,
     pub index: IndexService,
@@ -90,7 +93,10 @@ pub struct MessageStore {
     /// The commit-log writer; `None` once shut down.
     appender: SharedAppender,
     /// Replication: the HA server of a master with `ha_listen_addr`, the client of a slave.
-    ha: Option<HaService>,
+    /// Replaced when the role switches (controller mode); read once per SYNC_MASTER put.
+    ha: RwLock<Option<HaService>>,
+    /// Controller mode: where each master epoch starts in this commit log.
+    epochs: Mutex<Option<EpochFile>>,
     threads: Mutex<Threads>,
     _lock: File,
 }
@@ -178,6 +184,7 @@ impl MessageStore {
                 config.warm_mapped_file_enable,
             ),
             delay_levels_ms: config.delay_levels_ms(),
+            role: RoleCell::new(config.broker_role),
             config,
             commit_log,
             consume_queues,
@@ -232,7 +239,8 @@ impl MessageStore {
         let file_size = inner.config.mapped_file_size_commit_log as i64;
         match inner.commit_log.files().last_file() {
             // An empty slave learns where its log starts from the master's first frame.
-            None if inner.config.broker_role == BrokerRole::Slave => {}
+            None if inner.config.broker_role == BrokerRole::Slave
+                || inner.config.controller_broker_id.is_some() => {}
             None => inner.allocator.request(0),
             Some(f) if f.is_full() => inner.allocator.request(f.end_offset()),
             Some(f) => inner.allocator.request(f.file_from_offset() + file_size),
@@ -246,7 +254,9 @@ impl MessageStore {
         let i = inner.clone();
         threads.maintenance = Some(spawn("store-maintenance", move || run_maintenance(i))?);
         let appender = Arc::new(Mutex::new(Some(Appender::new(inner.clone()))));
+        // In controller mode nothing replicates until the controller names the master.
         let ha = match (inner.config.broker_role, inner.config.ha_listen_addr) {
+            _ if inner.config.controller_broker_id.is_some() => None,
             (BrokerRole::Slave, _) => Some(HaService::Slave(HaSlave::start(
                 inner.clone(),
                 appender.clone(),
@@ -254,11 +264,16 @@ impl MessageStore {
             (_, Some(addr)) => Some(HaService::Master(HaMaster::start(inner.clone(), addr)?)),
             (_, None) => None,
         };
+        let epochs = match inner.config.controller_broker_id {
+            Some(_) => Some(EpochFile::load(&inner.config.epoch_path())?),
+            None => None,
+        };
 
         Ok(MessageStore {
             inner,
             appender,
-            ha,
+            ha: RwLock::new(ha),
+            epochs: Mutex::new(epochs),
             threads: Mutex::new(threads),
             _lock: lock,
         })
@@ -285,7 +300,7 @@ impl MessageStore {
                 "message store is shut down",
             ));
         }
-        if self.inner.config.broker_role == BrokerRole::Slave {
+        if self.inner.role.get() == BrokerRole::Slave {
             return Some(PutMessageResult::failed(
                 PutMessageStatus::ServiceNotAvailable,
                 "this broker is a slave (brokerRole=SLAVE): messages are written to its master",
@@ -348,16 +363,22 @@ impl MessageStore {
         }
         self.inner.dispatch_signal.notify();
         // Only SYNC_MASTER puts look at replication; every other put skips it on one compare.
-        let replica = match (&self.ha, &result.append) {
-            (Some(HaService::Master(ha)), Some(a))
-                if wait && self.inner.config.broker_role == BrokerRole::SyncMaster =>
-            {
-                match ha.wait_for_slave(a.end_offset()) {
-                    Ok(rx) => Some(rx),
-                    Err(status) => {
-                        result.status = status;
+        let replica = match &result.append {
+            Some(a) if wait && self.inner.role.get() == BrokerRole::SyncMaster => {
+                match &*self.ha.read() {
+                    Some(HaService::Master(ha)) => match ha.wait_for_slave(a.end_offset()) {
+                        Ok(rx) => Some(rx),
+                        Err(status) => {
+                            result.status = status;
+                            None
+                        }
+                    },
+                    // A controller-mode master between roles: nobody can acknowledge.
+                    _ if self.inner.config.controller_broker_id.is_some() => {
+                        result.status = PutMessageStatus::SlaveNotAvailable;
                         None
                     }
+                    _ => None,
                 }
             }
             _ => None,
@@ -764,7 +785,7 @@ impl MessageStore {
 
     /// Where a master's HA server listens (`None` for a slave or without `ha_listen_addr`).
     pub fn ha_local_addr(&self) -> Option<std::net::SocketAddr> {
-        match &self.ha {
+        match &*self.ha.read() {
             Some(HaService::Master(m)) => Some(m.local_addr()),
             _ => None,
         }
@@ -773,14 +794,201 @@ impl MessageStore {
     /// Slave: the master's HA address (`host:port`) to replicate from, as learned from the
     /// NameServer; a change reconnects. Ignored by a master.
     pub fn set_ha_master_address(&self, addr: &str) {
-        if let Some(HaService::Slave(s)) = &self.ha {
+        if let Some(HaService::Slave(s)) = &*self.ha.read() {
             s.set_master_address(addr);
         }
     }
 
     /// Replication status (default when replication is off).
     pub fn ha_status(&self) -> HaStatus {
-        self.ha.as_ref().map(HaService::status).unwrap_or_default()
+        self.ha
+            .read()
+            .as_ref()
+            .map(HaService::status)
+            .unwrap_or_default()
+    }
+
+    /// The role now (`brokerRole`, or what the controller made this store).
+    pub fn role(&self) -> BrokerRole {
+        self.inner.role.get()
+    }
+
+    /// Controller mode: makes this store the master of `epoch` with `role` (ASYNC_MASTER or
+    /// SYNC_MASTER). Stops replicating from the old master, waits for the dispatcher, cuts a
+    /// half-replicated record off the end, records where the epoch starts and opens the HA
+    /// port for slaves. Blocks (thread joins, file writes): call it off the async workers.
+    pub fn become_master(&self, role: BrokerRole, epoch: i32) -> Result<()> {
+        if role == BrokerRole::Slave {
+            return Err(StoreError::RoleSwitch(
+                "become_master needs a master role".into(),
+            ));
+        }
+        let old = self.ha.write().take();
+        let was_master = matches!(old, Some(HaService::Master(_)));
+        if let (Some(ha), false) = (&old, was_master) {
+            ha.shutdown();
+        }
+        let end = self.settle_dispatch()?;
+        if !was_master {
+            self.truncate_tail(end)?;
+        }
+        if let Some(epochs) = self.epochs.lock().as_mut() {
+            if epochs.last_epoch().is_none_or(|e| e < epoch) {
+                epochs.begin(epoch, self.inner.commit_log.max_offset())?;
+            }
+        }
+        self.inner.role.set(role);
+        let ha = match (old, self.inner.config.ha_listen_addr) {
+            (Some(HaService::Master(m)), _) => Some(HaService::Master(m)),
+            (_, Some(addr)) => Some(HaService::Master(HaMaster::start(
+                self.inner.clone(),
+                addr,
+            )?)),
+            (_, None) => None,
+        };
+        *self.ha.write() = ha;
+        tracing::info!(
+            role = role.name(),
+            epoch,
+            end = self.inner.commit_log.max_offset(),
+            "store is master"
+        );
+        Ok(())
+    }
+
+    /// Controller mode: stops taking writes and serving slaves; the caller then reconciles
+    /// with the new master ([`MessageStore::reconcile_with_master`]) and starts replication
+    /// ([`MessageStore::replicate_from`]). Puts waiting for slaves are answered
+    /// FLUSH_SLAVE_TIMEOUT: they were never acknowledged. Blocks.
+    pub fn become_slave(&self) -> Result<()> {
+        self.inner.role.set(BrokerRole::Slave);
+        // Taking the writer once waits for an append in flight, after which none can start.
+        drop(self.appender.lock());
+        // Serving slaves or replicating from a master that is no longer the master: both end.
+        if let Some(ha) = self.ha.write().take() {
+            ha.shutdown();
+        }
+        Ok(())
+    }
+
+    /// Controller mode, as a slave that is not replicating yet: cuts this commit log where it
+    /// stops agreeing with the master's epochs, and takes the master's epochs over. Returns
+    /// the offset cut at, if anything was cut. Blocks.
+    pub fn reconcile_with_master(&self, master: &[Epoch], master_max: i64) -> Result<Option<i64>> {
+        if self.role() != BrokerRole::Slave || self.ha.read().is_some() {
+            return Err(StoreError::RoleSwitch(
+                "reconcile only a slave that is not replicating".into(),
+            ));
+        }
+        let mut guard = self.epochs.lock();
+        let Some(epochs) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let local_max = self.settle_dispatch()?;
+        let mut cut = None;
+        if let Some(end) = consistent_end(epochs.entries(), local_max, master, master_max) {
+            if end < local_max {
+                tracing::warn!(
+                    from = end,
+                    to = local_max,
+                    "cutting the commit log tail that the new master does not have"
+                );
+                self.truncate_tail(end)?;
+                cut = Some(end);
+            }
+        }
+        epochs.adopt(master, self.inner.commit_log.max_offset())?;
+        Ok(cut)
+    }
+
+    /// Controller mode: replicate from the master's HA address (`host:port`), starting the
+    /// replication client if it is not running.
+    pub fn replicate_from(&self, master_ha_addr: &str) -> Result<()> {
+        let mut ha = self.ha.write();
+        if !matches!(&*ha, Some(HaService::Slave(_))) {
+            if let Some(old) = ha.take() {
+                old.shutdown();
+            }
+            *ha = Some(HaService::Slave(HaSlave::start(
+                self.inner.clone(),
+                self.appender.clone(),
+            )?));
+        }
+        if let Some(HaService::Slave(s)) = &*ha {
+            s.set_master_address(master_ha_addr);
+        }
+        Ok(())
+    }
+
+    /// Controller mode, master: the other SyncStateSet members SYNC_MASTER puts wait for
+    /// (with `allAckInSyncStateSet`). Returns the commit-log end at the change: a member just
+    /// added holds every acknowledged message once it has acknowledged that offset.
+    pub fn set_sync_state_set(&self, others: std::collections::BTreeSet<u64>) -> Option<i64> {
+        match &*self.ha.read() {
+            Some(HaService::Master(m)) => Some(m.set_sync_state_set(others)),
+            _ => None,
+        }
+    }
+
+    /// Controller mode: this log's epochs with their end offsets (GET_BROKER_EPOCH_CACHE).
+    pub fn epoch_entries(&self) -> Vec<Epoch> {
+        self.epochs
+            .lock()
+            .as_ref()
+            .map(|e| e.entries().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the dispatcher has caught up with the commit log; returns the
+    /// end of the whole records.
+    fn settle_dispatch(&self) -> Result<i64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let end = self.inner.commit_log.max_offset();
+            if self.inner.reput_offset.load(Ordering::Acquire) >= end {
+                return Ok(end);
+            }
+            if Instant::now() > deadline {
+                return Err(StoreError::RoleSwitch(
+                    "the dispatcher did not catch up with the commit log in 30 s".into(),
+                ));
+            }
+            self.inner.dispatch_signal.notify();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Cuts the commit log at `offset` (a record boundary) with the consume queues, while no
+    /// writer runs: the dispatcher is stopped and restarted around it, the writer re-reads
+    /// its position, and queue offsets are taken from the cut queues.
+    fn truncate_tail(&self, offset: i64) -> Result<()> {
+        let mut threads = self.threads.lock();
+        let i = &self.inner;
+        i.dispatch_stop.store(true, Ordering::Release);
+        i.dispatch_signal.notify();
+        if let Some(h) = threads.dispatch.take() {
+            let _ = h.join();
+        }
+        let result = (|| -> Result<()> {
+            let mut writer = self.appender.lock();
+            let offset = offset.min(i.commit_log.max_offset());
+            i.commit_log.files().truncate_written(offset)?;
+            i.commit_log.reset_offsets(offset);
+            let mut queue_offsets = i.queue_offsets.lock();
+            for cq in i.consume_queues.all() {
+                cq.truncate_dirty(offset)?;
+                queue_offsets.set(cq.topic(), cq.queue_id(), cq.max_offset());
+            }
+            i.reput_offset.fetch_min(offset, Ordering::AcqRel);
+            if writer.is_some() {
+                *writer = Some(Appender::new(i.clone()));
+            }
+            Ok(())
+        })();
+        i.dispatch_stop.store(false, Ordering::Release);
+        let inner = i.clone();
+        threads.dispatch = Some(spawn("store-dispatch", move || run_dispatcher(inner))?);
+        result
     }
 
     pub fn is_disk_full(&self) -> bool {
@@ -803,7 +1011,7 @@ impl MessageStore {
     pub fn shutdown(&self) -> Result<()> {
         let first = self.inner.running.swap(false, Ordering::AcqRel);
         // Replication first: a slave's thread appends, a master's threads read the log.
-        if let Some(ha) = &self.ha {
+        if let Some(ha) = self.ha.write().take() {
             ha.shutdown();
         }
         let mut t = self.threads.lock();

@@ -118,6 +118,10 @@ impl RequestHandler for Processor {
             RequestCode::GetEarliestMsgStoretime => offset::earliest_time(s, &req),
             RequestCode::ConsumerSendMsgBack => send::consumer_send_back(s, &req).await,
             RequestCode::EndTransaction => transaction::end_transaction(s, &req).await,
+            RequestCode::GetBrokerEpochCache => Ok(crate::controller_mode::epoch_cache(s, &req)),
+            RequestCode::NotifyBrokerRoleChanged => {
+                Ok(crate::controller_mode::role_changed(s, &req))
+            }
             RequestCode::QueryMessage => admin::query_message(s, &req),
             RequestCode::ViewMessageById => admin::view_message(s, &req),
             RequestCode::UpdateAndCreateTopic => admin::create_topic(s, &req).await,

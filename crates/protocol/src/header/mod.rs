@@ -7,10 +7,12 @@
 //! ones are `Option<T>`.
 
 mod broker;
+mod controller;
 mod namesrv;
 mod pop;
 
 pub use broker::*;
+pub use controller::*;
 pub use namesrv::*;
 pub use pop::*;
 

@@ -58,6 +58,11 @@ command_header! {
         broker_addr: String => "brokerAddr",
         broker_name: String => "brokerName",
         broker_id: Option<i64> => "brokerId",
+        epoch: Option<i32> => "epoch",
+        max_offset: Option<i64> => "maxOffset",
+        confirm_offset: Option<i64> => "confirmOffset",
+        heartbeat_timeout_mills: Option<i64> => "heartbeatTimeoutMills",
+        election_priority: Option<i32> => "electionPriority",
     }
 }
 

@@ -2,14 +2,17 @@
 //! each served by two threads (as RocketMQ's HAConnection has a read and a write service):
 //!
 //! * the reader takes the slave's 8-byte offset reports; the first one says where to start,
-//!   every later one acknowledges data and releases SYNC_MASTER puts waiting for it;
+//!   every later one acknowledges data and releases SYNC_MASTER puts waiting for it. In
+//!   controller mode a slave's very first word is its broker id instead (ferrymq's stand-in
+//!   for the Java auto-switch handshake), so acknowledgements are known per SyncStateSet
+//!   member and, with `allAckInSyncStateSet`, a put waits for every member;
 //! * the writer pushes commit-log data from that offset in frames of at most
 //!   `haTransferBatchSize`, never across a segment end, and an empty frame every
 //!   `haSendHeartbeatInterval` when there is nothing to send. It sleeps on the dispatcher's
 //!   "dispatched" signal, so puts pay nothing for replication; with no slave connected nobody
 //!   sleeps on that signal and it costs the dispatcher one atomic load per round.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -21,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::frame::{decode_report, encode_header, HEADER_LEN, REPORT_LEN};
-use super::HaStatus;
+use super::{HaStatus, ReplicaAck};
 use crate::config::BrokerRole;
 use crate::error::{IoContext, Result};
 use crate::put::PutMessageStatus;
@@ -46,6 +49,12 @@ struct Slave {
     /// Offset of the last report; -1 until the first.
     acked: AtomicI64,
     closed: AtomicBool,
+    /// Controller mode: the broker id the slave named; -1 until then.
+    broker_id: AtomicI64,
+    /// The master's end of log when the previous report came: a report reaching it means
+    /// the slave had caught up then.
+    master_end_at_report: AtomicI64,
+    caught_up_at: Mutex<Option<Instant>>,
 }
 
 impl Slave {
@@ -65,6 +74,13 @@ struct Shared {
     waiters: Mutex<VecDeque<Waiter>>,
     waiters_cv: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Controller mode: slaves name themselves first.
+    identified: bool,
+    /// `allAckInSyncStateSet`: puts wait for every id in `sync_set`.
+    all_ack: bool,
+    /// The other SyncStateSet members (this master excluded). Lock order: waiters, then
+    /// sync_set, then slaves.
+    sync_set: Mutex<BTreeSet<u64>>,
 }
 
 /// The HA server of a master.
@@ -86,7 +102,10 @@ impl HaMaster {
         let local_addr = listener
             .local_addr()
             .context(|| format!("HA port {addr}"))?;
-        let sync = inner.config.broker_role == BrokerRole::SyncMaster;
+        let identified = inner.config.controller_broker_id.is_some();
+        let all_ack = identified && inner.config.all_ack_in_sync_state_set;
+        // A controller-mode store may become SYNC_MASTER after starting its HA server.
+        let sync = identified || inner.role.get() == BrokerRole::SyncMaster;
         let shared = Arc::new(Shared {
             inner,
             stop: AtomicBool::new(false),
@@ -96,6 +115,9 @@ impl HaMaster {
             waiters: Mutex::new(VecDeque::new()),
             waiters_cv: Condvar::new(),
             threads: Mutex::new(Vec::new()),
+            identified,
+            all_ack,
+            sync_set: Mutex::new(BTreeSet::new()),
         });
         let mut threads = Vec::new();
         let s = shared.clone();
@@ -132,6 +154,9 @@ impl HaMaster {
     ) -> std::result::Result<oneshot::Receiver<PutMessageStatus>, PutMessageStatus> {
         let s = &self.shared;
         let cfg = &s.inner.config;
+        if s.all_ack {
+            return Ok(self.wait_for_sync_state_set(end_offset));
+        }
         if s.slave_count.load(Ordering::Acquire) == 0
             || end_offset - s.acked.load(Ordering::Acquire) >= cfg.ha_max_gap_not_in_sync
         {
@@ -156,12 +181,61 @@ impl HaMaster {
         Ok(rx)
     }
 
+    /// `allAckInSyncStateSet`: the put is acknowledged once every other SyncStateSet member
+    /// has it; at once when the master is the only member.
+    fn wait_for_sync_state_set(&self, end_offset: i64) -> oneshot::Receiver<PutMessageStatus> {
+        let s = &self.shared;
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = s.waiters.lock();
+        match s.confirmed() {
+            Some(c) if c < end_offset => {
+                waiters.push_back(Waiter {
+                    end_offset,
+                    deadline: Instant::now() + s.inner.config.sync_flush_timeout,
+                    tx,
+                });
+                if waiters.len() == 1 {
+                    s.waiters_cv.notify_one();
+                }
+            }
+            _ => {
+                let _ = tx.send(PutMessageStatus::PutOk);
+            }
+        }
+        rx
+    }
+
+    /// Replaces the SyncStateSet members (other than this master) whose acknowledgements
+    /// puts wait for, and returns the commit-log end at the moment of the change: every put
+    /// acknowledged before it ends at or below that offset, so a member added here holds
+    /// everything acknowledged once it has acknowledged that offset.
+    pub fn set_sync_state_set(&self, others: BTreeSet<u64>) -> i64 {
+        let s = &self.shared;
+        let mut waiters = s.waiters.lock();
+        *s.sync_set.lock() = others;
+        let fence = s.inner.commit_log.max_offset();
+        s.release(&mut waiters);
+        fence
+    }
+
     pub fn status(&self) -> HaStatus {
         let s = &self.shared;
+        let now = Instant::now();
+        // One lock at a time: guards in a struct literal would live to its end.
+        let sync_state_set = s.sync_set.lock().clone();
+        let connected: Vec<Arc<Slave>> = s.slaves.lock().clone();
         HaStatus {
-            slaves: s
-                .slaves
-                .lock()
+            replicas: connected
+                .iter()
+                .map(|c| ReplicaAck {
+                    peer: c.peer,
+                    broker_id: u64::try_from(c.broker_id.load(Ordering::Acquire)).ok(),
+                    acked: c.acked.load(Ordering::Acquire),
+                    caught_up_ago: c.caught_up_at.lock().map(|t| now.duration_since(t)),
+                })
+                .collect(),
+            sync_state_set,
+            slaves: connected
                 .iter()
                 .map(|c| (c.peer, c.acked.load(Ordering::Acquire)))
                 .collect(),
@@ -243,6 +317,9 @@ fn serve(s: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
         socket: stream.try_clone()?,
         acked: AtomicI64::new(-1),
         closed: AtomicBool::new(false),
+        broker_id: AtomicI64::new(-1),
+        master_end_at_report: AtomicI64::new(i64::MAX),
+        caught_up_at: Mutex::new(None),
     });
     let reader = stream.try_clone()?;
     tracing::info!(slave = %peer, "slave connected for replication");
@@ -279,9 +356,48 @@ impl Shared {
         tracing::info!(slave = %slave.peer, "slave replication connection closed");
     }
 
+    /// The offset every SyncStateSet member has acknowledged; `None` when there is no other
+    /// member. A member without a connection holds it at -1.
+    fn confirmed(&self) -> Option<i64> {
+        let set = self.sync_set.lock();
+        if set.is_empty() {
+            return None;
+        }
+        let slaves = self.slaves.lock();
+        set.iter()
+            .map(|id| {
+                slaves
+                    .iter()
+                    .filter(|c| c.broker_id.load(Ordering::Acquire) == *id as i64)
+                    .map(|c| c.acked.load(Ordering::Acquire))
+                    .max()
+                    .unwrap_or(-1)
+            })
+            .min()
+    }
+
+    /// Releases the waiters the members' acknowledgements now cover (all of them when the
+    /// master is alone in the set).
+    fn release(&self, waiters: &mut VecDeque<Waiter>) {
+        let confirmed = self.confirmed().unwrap_or(i64::MAX);
+        while waiters.front().is_some_and(|w| w.end_offset <= confirmed) {
+            if let Some(w) = waiters.pop_front() {
+                let _ = w.tx.send(PutMessageStatus::PutOk);
+            }
+        }
+    }
+
     fn on_report(&self, slave: &Slave, offset: i64) {
         slave.acked.store(offset, Ordering::Release);
+        let end = self.inner.commit_log.max_offset();
+        if offset >= slave.master_end_at_report.swap(end, Ordering::AcqRel) || offset >= end {
+            *slave.caught_up_at.lock() = Some(Instant::now());
+        }
         let before = self.acked.fetch_max(offset, Ordering::AcqRel);
+        if self.all_ack {
+            self.release(&mut self.waiters.lock());
+            return;
+        }
         if offset > before {
             let mut waiters = self.waiters.lock();
             while waiters.front().is_some_and(|w| w.end_offset <= offset) {
@@ -306,6 +422,18 @@ fn read_reports(s: &Shared, slave: &Slave, mut stream: TcpStream) {
             Ok(n) => {
                 have += n;
                 last_read = Instant::now();
+                if have == REPORT_LEN && s.identified && slave.broker_id.load(Ordering::Acquire) < 0
+                {
+                    have = 0;
+                    let id = i64::from_be_bytes(buf);
+                    if id < 0 {
+                        tracing::warn!(slave = %slave.peer, "negative broker id, closing");
+                        return;
+                    }
+                    tracing::info!(slave = %slave.peer, broker_id = id, "slave identified");
+                    slave.broker_id.store(id, Ordering::Release);
+                    continue;
+                }
                 if have == REPORT_LEN {
                     have = 0;
                     let Some(offset) = decode_report(buf) else {

@@ -16,7 +16,9 @@ mod frame;
 mod master;
 mod slave;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub(crate) use master::HaMaster;
 pub(crate) use slave::HaSlave;
@@ -48,6 +50,22 @@ pub struct HaStatus {
     pub master_address: Option<String>,
     /// Slave: whether a replication connection is up.
     pub connected_to_master: bool,
+    /// Master: every connected slave with what it named itself (controller mode).
+    pub replicas: Vec<ReplicaAck>,
+    /// Master in controller mode: the other SyncStateSet members puts wait for.
+    pub sync_state_set: BTreeSet<u64>,
+}
+
+/// One slave connection of a master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAck {
+    pub peer: SocketAddr,
+    /// Controller mode: the broker id the slave named.
+    pub broker_id: Option<u64>,
+    /// The offset it last acknowledged (-1 before its first report).
+    pub acked: i64,
+    /// How long ago it last had everything the master had.
+    pub caught_up_ago: Option<Duration>,
 }
 
 /// The running side of replication a store has, by role.

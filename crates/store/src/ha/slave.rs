@@ -166,6 +166,11 @@ fn replicate(s: &Shared, addr: &str) -> Result<(), HaError> {
     // Where the log's whole records end; bytes of a half record past it are fetched again.
     let mut written = s.inner.commit_log.max_offset();
     tracing::info!(master = %addr, offset = written, "connected to master for replication");
+    if let Some(id) = cfg.controller_broker_id {
+        // Controller mode: name ourselves first, so the master counts our acknowledgements
+        // for our SyncStateSet membership.
+        stream.write_all(&(id as i64).to_be_bytes())?;
+    }
     stream.write_all(&encode_report(written))?;
     let mut last_report = Instant::now();
     let mut last_read = Instant::now();
