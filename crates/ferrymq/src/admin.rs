@@ -8,6 +8,8 @@
 
 #[path = "admin_acl.rs"]
 mod acl;
+#[path = "admin_controller.rs"]
+mod controller;
 #[path = "admin_fmt.rs"]
 mod fmt;
 
@@ -306,6 +308,8 @@ enum AdminSub {
     },
     #[command(flatten)]
     Acl(acl::AclSub),
+    #[command(flatten)]
+    Controller(controller::ControllerSub),
 }
 
 /// Runs one admin command: prints its result on stdout, or one error line on stderr.
@@ -562,6 +566,7 @@ impl Ctx {
                     .await
             }
             AdminSub::Acl(cmd) => self.exec_acl(cmd).await,
+            AdminSub::Controller(cmd) => self.exec_controller(cmd).await,
         }
     }
 

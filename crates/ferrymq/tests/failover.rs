@@ -373,6 +373,22 @@ async fn start_load(namesrv: &str) -> Load {
     }
 }
 
+/// Runs `ferrymq admin …` against the name server; its stdout (the command must succeed).
+fn admin(namesrv: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .args(["-n", namesrv])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ferrymq admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 const SEGMENT: u64 = 8 * 1024 * 1024;
 
 fn first_segment(dir: &Path) -> u64 {
@@ -515,6 +531,88 @@ async fn master_and_controller_leader_kills_lose_no_acknowledged_message() {
         )
         .await;
     }
+
+    // The mqadmin commands of controller mode, and a switchover to a chosen replica.
+    let controllers = c.controller_addrs.join(";");
+    let meta = admin(
+        &c.namesrv_addr,
+        &["getControllerMetaData", "-a", &controllers],
+    );
+    assert_eq!(
+        meta.matches("#IsLeader           : true").count(),
+        1,
+        "{meta}"
+    );
+    let sss: serde_json::Value = serde_json::from_str(&admin(
+        &c.namesrv_addr,
+        &[
+            "getSyncStateSet",
+            "-a",
+            &controllers,
+            "-b",
+            BROKER,
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let set = &sss["replicasInfoTable"][BROKER];
+    assert_eq!(set["inSyncReplicas"].as_array().unwrap().len(), 3, "{sss}");
+    let master_addr = set["masterAddress"].as_str().unwrap().to_owned();
+    let target = set["inSyncReplicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["brokerAddress"] != master_addr.as_str())
+        .unwrap();
+    let target_id = target["brokerId"].as_u64().unwrap();
+    let target_addr = target["brokerAddress"].as_str().unwrap().to_owned();
+    let epochs: serde_json::Value = serde_json::from_str(&admin(
+        &c.namesrv_addr,
+        &["getBrokerEpoch", "-b", BROKER, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        epochs[0]["epochList"].as_array().unwrap().len(),
+        trials + 1,
+        "{epochs}"
+    );
+    let switched = Instant::now();
+    let out = admin(
+        &c.namesrv_addr,
+        &[
+            "electMaster",
+            "-a",
+            &controllers,
+            "-c",
+            CLUSTER,
+            "-b",
+            BROKER,
+            "-i",
+            &target_id.to_string(),
+        ],
+    );
+    assert!(out.contains(&target_addr), "{out}");
+    c.wait_for(
+        Duration::from_secs(30),
+        "sends acknowledged by the chosen master",
+        async |c| {
+            let (m, _, _) = c.replica_info().await?;
+            (m.map(|m| c.broker_addrs[m].as_str()) == Some(target_addr.as_str())
+                && *load.last_ok.lock().unwrap() > switched + Duration::from_millis(300))
+            .then_some(())
+        },
+    )
+    .await;
+    c.wait_for(
+        Duration::from_secs(60),
+        "the demoted master back in the SyncStateSet",
+        async |c| c.replica_info().await.filter(|(_, _, n)| *n == 3),
+    )
+    .await;
+    eprintln!(
+        "electMaster switched to broker {target_id} ({target_addr}) in {:?}",
+        switched.elapsed()
+    );
 
     load.stop.store(true, Ordering::Release);
     load.task.await.unwrap();

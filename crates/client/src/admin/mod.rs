@@ -17,6 +17,9 @@
 //! first and from every name server after, so the next broker registration cannot bring it back.
 
 mod acl;
+mod controller;
+
+pub use controller::{ControllerMetadata, ElectedMaster};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
