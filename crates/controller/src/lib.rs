@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymq_remoting::{ClientConfig, RemotingClient, RemotingServer, ServerConfig};
+use ferrymq_remoting::{ClientConfig, RemotingClient, RemotingServer, ServerConfig, SharedHandler};
 use openraft::{BasicNode, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +57,8 @@ pub enum ControllerError {
 pub struct Controller {
     raft: Raft,
     service: Arc<ControllerService>,
-    server: RemotingServer,
+    /// The controller port; `None` when embedded in a NameServer, which serves it instead.
+    server: Option<RemotingServer>,
     peer_server: RemotingServer,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -73,6 +74,30 @@ impl Controller {
     pub async fn start(
         config: ControllerConfig,
         listen: SocketAddr,
+    ) -> Result<Controller, ControllerError> {
+        Self::start_on(config, Some(listen)).await
+    }
+
+    /// Starts a controller without a port of its own (`enableControllerInNamesrv`): the
+    /// NameServer passes it the controller requests ([`Controller::handler`]) and tells it its
+    /// address ([`Controller::serving_on`]).
+    pub async fn start_embedded(config: ControllerConfig) -> Result<Controller, ControllerError> {
+        Self::start_on(config, None).await
+    }
+
+    /// The request handler of the controller codes, for a host server.
+    pub fn handler(&self) -> SharedHandler {
+        SharedHandler::new(self.service.clone())
+    }
+
+    /// Where the host server serves this controller (what brokers are told the leader is at).
+    pub fn serving_on(&self, addr: SocketAddr) {
+        self.service.set_local_addr(addr);
+    }
+
+    async fn start_on(
+        config: ControllerConfig,
+        listen: Option<SocketAddr>,
     ) -> Result<Controller, ControllerError> {
         config.validate()?;
         let peers = config.peers()?;
@@ -157,20 +182,26 @@ impl Controller {
             replicas,
             peers,
         ));
-        let server = RemotingServer::bind(
-            ServerConfig {
-                listen,
-                ..ServerConfig::default()
-            },
-            service.clone(),
-        )
-        .await
-        .map_err(|source| ControllerError::Bind {
-            what: "controller port",
-            addr: listen.to_string(),
-            source,
-        })?;
-        service.set_local_addr(server.local_addr());
+        let server = match listen {
+            Some(listen) => {
+                let server = RemotingServer::bind(
+                    ServerConfig {
+                        listen,
+                        ..ServerConfig::default()
+                    },
+                    service.clone(),
+                )
+                .await
+                .map_err(|source| ControllerError::Bind {
+                    what: "controller port",
+                    addr: listen.to_string(),
+                    source,
+                })?;
+                service.set_local_addr(server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         let stop = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(service::scan_loop(service.clone(), stop.clone())),
@@ -178,7 +209,7 @@ impl Controller {
         ];
         tracing::info!(
             id = me,
-            addr = %server.local_addr(),
+            addr = ?server.as_ref().map(RemotingServer::local_addr),
             peer = %peer_server.local_addr(),
             "controller started"
         );
@@ -192,9 +223,9 @@ impl Controller {
         })
     }
 
-    /// The controller port's bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
+    /// The controller port's bound address (`None` when embedded).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(RemotingServer::local_addr)
     }
 
     /// Whether this node leads the group now.
@@ -208,7 +239,9 @@ impl Controller {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.server.shutdown().await;
+        if let Some(server) = self.server {
+            server.shutdown().await;
+        }
         self.peer_server.shutdown().await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");

@@ -207,16 +207,27 @@ fn default_acl_file(config_path: Option<&Path>) -> PathBuf {
     }
 }
 
-fn namesrv_config(path: Option<&Path>) -> Result<NamesrvConfig> {
+/// The NameServer's config, and the embedded controller's from the same file when
+/// `enableControllerInNamesrv=true` (RocketMQ keeps both in namesrv.conf).
+fn namesrv_config(path: Option<&Path>) -> Result<(NamesrvConfig, Option<ControllerConfig>)> {
     let Some(path) = path else {
-        return Ok(NamesrvConfig::default());
+        return Ok((NamesrvConfig::default(), None));
     };
-    let (config, unknown) = NamesrvConfig::from_conf(&read_conf(path)?)
+    let text = read_conf(path)?;
+    let (config, mut unknown) = NamesrvConfig::from_conf(&text)
         .with_context(|| format!("invalid config file {}", path.display()))?;
+    let controller = if config.enable_controller_in_namesrv {
+        let (controller, not_controller) = ControllerConfig::from_conf(&text)
+            .with_context(|| format!("invalid controller keys in {}", path.display()))?;
+        unknown.retain(|k| not_controller.contains(k));
+        Some(controller)
+    } else {
+        None
+    };
     for key in unknown {
         tracing::warn!(key, file = %path.display(), "unknown namesrv config key ignored");
     }
-    Ok(config)
+    Ok((config, controller))
 }
 
 fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
@@ -235,14 +246,33 @@ fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
 }
 
 async fn run_namesrv(listen: Option<SocketAddr>, config: Option<&Path>) -> Result<()> {
-    let config = namesrv_config(config)?;
+    let (config, controller_config) = namesrv_config(config)?;
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
-    let namesrv = NameServer::start(config, listen)
-        .await
-        .context("cannot start the name server")?;
+    let controller = match controller_config {
+        Some(c) => Some(
+            Controller::start_embedded(c)
+                .await
+                .context("cannot start the embedded controller")?,
+        ),
+        None => None,
+    };
+    let namesrv = NameServer::start_with_controller(
+        config,
+        listen,
+        controller.as_ref().map(Controller::handler),
+    )
+    .await
+    .context("cannot start the name server")?;
+    if let Some(c) = &controller {
+        c.serving_on(namesrv.local_addr());
+        tracing::info!(addr = %namesrv.local_addr(), "controller embedded in the name server");
+    }
     tracing::info!(addr = %namesrv.local_addr(), "name server ready");
     logging::shutdown_signal().await;
     namesrv.shutdown().await;
+    if let Some(c) = controller {
+        c.shutdown().await;
+    }
     Ok(())
 }
 
@@ -268,7 +298,7 @@ async fn run_controller(config: Option<&Path>, listen: Option<SocketAddr>) -> Re
     let controller = Controller::start(config, listen)
         .await
         .context("cannot start the controller")?;
-    tracing::info!(addr = %controller.local_addr(), "controller ready");
+    tracing::info!(addr = ?controller.local_addr(), "controller ready");
     logging::shutdown_signal().await;
     controller.shutdown().await;
     Ok(())

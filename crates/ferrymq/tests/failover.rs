@@ -105,6 +105,9 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 struct Cluster {
     dir: PathBuf,
+    /// Controllers embedded in the NameServers (`enableControllerInNamesrv`) instead of
+    /// separate `ferrymq controller` processes.
+    embedded: bool,
     controllers: Vec<Option<Proc>>,
     controller_addrs: Vec<String>,
     namesrv: Option<Proc>,
@@ -115,7 +118,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(dir: &Path) -> Cluster {
+    fn start(dir: &Path, embedded: bool) -> Cluster {
         let ports = free_ports(10);
         let peers: Vec<String> = (0..3)
             .map(|i| format!("n{i}-127.0.0.1:{}", ports[i]))
@@ -123,7 +126,11 @@ impl Cluster {
         let controller_addrs: Vec<String> = (0..3)
             .map(|i| format!("127.0.0.1:{}", ports[3 + i]))
             .collect();
-        let namesrv_addr = format!("127.0.0.1:{}", ports[6]);
+        let namesrv_addr = if embedded {
+            controller_addrs.join(";")
+        } else {
+            format!("127.0.0.1:{}", ports[6])
+        };
         let broker_addrs: Vec<String> = (0..3)
             .map(|i| format!("127.0.0.1:{}", ports[7 + i]))
             .collect();
@@ -133,10 +140,12 @@ impl Cluster {
                 format!(
                     "controllerDLegerGroup=failover\ncontrollerDLegerPeers={}\n\
                      controllerDLegerSelfId=n{i}\ncontrollerStorePath={}\nlistenPort={}\n\
-                     scanNotActiveBrokerInterval=500\ncontrollerBrokerHeartbeatTimeoutMills=3000\n",
+                     scanNotActiveBrokerInterval=500\ncontrollerBrokerHeartbeatTimeoutMills=3000\n\
+                     enableControllerInNamesrv={embedded}\nkvConfigPath={}\n",
                     peers.join(";"),
                     dir.join(format!("controller{i}")).display(),
-                    ports[3 + i]
+                    ports[3 + i],
+                    dir.join(format!("controller{i}")).join("kv.json").display(),
                 ),
             )
             .unwrap();
@@ -161,6 +170,7 @@ impl Cluster {
         }
         let mut c = Cluster {
             dir: dir.to_owned(),
+            embedded,
             controllers: Vec::new(),
             controller_addrs,
             namesrv: None,
@@ -176,10 +186,12 @@ impl Cluster {
             let p = c.spawn_controller(i);
             c.controllers.push(Some(p));
         }
-        c.namesrv = Some(Proc::spawn(
-            &["namesrv", "--listen", &c.namesrv_addr],
-            &dir.join("namesrv.log"),
-        ));
+        if !embedded {
+            c.namesrv = Some(Proc::spawn(
+                &["namesrv", "--listen", &c.namesrv_addr],
+                &dir.join("namesrv.log"),
+            ));
+        }
         for i in 0..3 {
             let p = c.spawn_broker(i);
             c.brokers.push(Some(p));
@@ -189,8 +201,13 @@ impl Cluster {
 
     fn spawn_controller(&self, i: usize) -> Proc {
         let conf = self.dir.join(format!("controller{i}.conf"));
+        let command = if self.embedded {
+            "namesrv"
+        } else {
+            "controller"
+        };
         Proc::spawn(
-            &["controller", "-c", conf.to_str().unwrap()],
+            &[command, "-c", conf.to_str().unwrap()],
             &self.dir.join(format!("controller{i}.log")),
         )
     }
@@ -419,16 +436,32 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// The two tests start seven processes each: one at a time, so their timings stay honest.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_and_controller_leader_kills_lose_no_acknowledged_message() {
     let trials: usize = std::env::var("FERRYMQ_FAILOVER_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let _one = ONE_AT_A_TIME.lock().await;
+    failover(false, trials).await;
+}
+
+/// The same with the controllers embedded in the three NameServers
+/// (`enableControllerInNamesrv=true`, controllerAddr = the NameServers' port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_with_controllers_embedded_in_the_name_servers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    failover(true, 2).await;
+}
+
+async fn failover(embedded: bool, trials: usize) {
     let tmp = tempfile::tempdir().unwrap();
     // FERRYMQ_FAILOVER_KEEP=1 keeps the directories and logs for a look afterwards.
     let tmp_keep = std::env::var_os("FERRYMQ_FAILOVER_KEEP").is_some();
-    let mut c = Cluster::start(tmp.path());
+    let mut c = Cluster::start(tmp.path(), embedded);
 
     let (first, _, _) = c
         .wait_for(

@@ -59,16 +59,14 @@ properties_struct! {
         tls_server_cert_path: Option<String> = None => "tls.server.certPath",
         /// PEM private key (unencrypted).
         tls_server_key_path: Option<String> = None => "tls.server.keyPath",
+        /// Run a controller in this process, serving the controller codes on this port; its
+        /// keys (`controllerDLegerPeers`, ...) come from the same file.
+        enable_controller_in_namesrv: bool = false => "enableControllerInNamesrv",
     }
 }
 
 /// Keys whose non-default values ferrymq does not implement and that change what is safe.
 pub const UNSUPPORTED_JAVA_KEYS: &[Unsupported] = &[
-    Unsupported {
-        key: "enableControllerInNamesrv",
-        accepted: &["false"],
-        why: "the controller (automatic master election) is not implemented yet",
-    },
     Unsupported {
         key: "tls.server.need.client.auth",
         accepted: &["none"],

@@ -17,7 +17,7 @@ pub mod route;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferrymq_remoting::{ConnectionConfig, RemotingServer, ServerConfig, ServerTls};
+use ferrymq_remoting::{ConnectionConfig, RemotingServer, ServerConfig, ServerTls, SharedHandler};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -66,6 +66,16 @@ impl NameServer {
         config: NamesrvConfig,
         listen: SocketAddr,
     ) -> Result<NameServer, NamesrvError> {
+        Self::start_with_controller(config, listen, None).await
+    }
+
+    /// [`NameServer::start`] with an embedded controller (`enableControllerInNamesrv`) that
+    /// serves the controller request codes arriving on this port.
+    pub async fn start_with_controller(
+        config: NamesrvConfig,
+        listen: SocketAddr,
+        controller: Option<SharedHandler>,
+    ) -> Result<NameServer, NamesrvError> {
         config.validate()?;
         // One small file read at start-up; nothing is being served yet.
         let kv = KvStore::load(&config.kv_config_path)?;
@@ -83,7 +93,11 @@ impl NameServer {
             key: "tls.server.certPath",
             reason,
         })?;
-        let handler = Arc::new(NamesrvHandler::new(config, kv));
+        let mut handler = NamesrvHandler::new(config, kv);
+        if let Some(controller) = controller {
+            handler = handler.with_controller(controller);
+        }
+        let handler = Arc::new(handler);
         let server_config = ServerConfig {
             listen,
             connection,

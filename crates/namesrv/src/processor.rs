@@ -33,7 +33,7 @@ use ferrymq_protocol::header::{
 };
 use ferrymq_protocol::java_properties;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
-use ferrymq_remoting::{Connection, RequestHandler};
+use ferrymq_remoting::{Connection, RequestHandler, SharedHandler};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -60,6 +60,9 @@ pub struct NamesrvHandler {
     /// Serializes UPDATE_NAMESRV_CONFIG (read-modify-write plus file write).
     config_update: tokio::sync::Mutex<()>,
     started: Instant,
+    /// `enableControllerInNamesrv`: the embedded controller, which serves the controller codes
+    /// (1001–1013) and the brokers' controller heartbeats on this port, as in RocketMQ.
+    controller: Option<SharedHandler>,
 }
 
 impl std::fmt::Debug for NamesrvHandler {
@@ -112,7 +115,24 @@ impl NamesrvHandler {
             broker_connections: Mutex::new(HashMap::new()),
             config_update: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            controller: None,
         }
+    }
+
+    /// Hands the controller's requests on this port to `controller`.
+    pub fn with_controller(mut self, controller: SharedHandler) -> NamesrvHandler {
+        self.controller = Some(controller);
+        self
+    }
+
+    /// Whether the embedded controller takes this request: its own codes, and heartbeats
+    /// that name a broker id (a controller-mode broker's).
+    fn for_controller(&self, req: &RemotingCommand) -> Option<&SharedHandler> {
+        let controller = self.controller.as_ref()?;
+        let code = req.code;
+        let heartbeat = code == RequestCode::BrokerHeartbeat.value()
+            && req.ext_fields.get("brokerId").is_some();
+        ((1001..=1013).contains(&code) || heartbeat).then_some(controller)
     }
 
     /// The current configuration (it changes through UPDATE_NAMESRV_CONFIG).
@@ -584,12 +604,22 @@ fn encode_route(
 
 impl RequestHandler for NamesrvHandler {
     async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        if let Some(controller) = self.for_controller(&request) {
+            if request.request_code() == RequestCode::BrokerHeartbeat {
+                // Keep the NameServer's own liveness of the broker fresh as well.
+                let _ = self.broker_heartbeat(&request);
+            }
+            return controller.handle(conn, request).await;
+        }
         match self.dispatch(conn, &request).await {
             Ok(response) | Err(response) => Some(response),
         }
     }
 
     fn on_connection_closed(&self, conn: &Connection) {
+        if let Some(controller) = &self.controller {
+            controller.on_connection_closed(conn);
+        }
         self.forget_connection(conn);
     }
 }

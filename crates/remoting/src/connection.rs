@@ -67,6 +67,33 @@ impl<H: RequestHandler> ErasedHandler for H {
     }
 }
 
+/// A request handler behind a pointer, for a server that hands some request codes to another
+/// component it hosts (a NameServer with an embedded controller) without being generic over it.
+#[derive(Clone)]
+pub struct SharedHandler(Arc<dyn ErasedHandler>);
+
+impl SharedHandler {
+    pub fn new<H: RequestHandler>(handler: Arc<H>) -> SharedHandler {
+        SharedHandler(handler)
+    }
+}
+
+impl std::fmt::Debug for SharedHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedHandler")
+    }
+}
+
+impl RequestHandler for SharedHandler {
+    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        self.0.clone().handle_boxed(conn.clone(), request).await
+    }
+
+    fn on_connection_closed(&self, conn: &Connection) {
+        self.0.closed(conn)
+    }
+}
+
 /// Tunables of one connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {

@@ -12,7 +12,7 @@ mod server;
 pub mod tls;
 
 pub use client::{ClientConfig, RemotingClient};
-pub use connection::{Connection, ConnectionConfig, RequestHandler};
+pub use connection::{Connection, ConnectionConfig, RequestHandler, SharedHandler};
 pub use error::TransportError;
 pub use server::{RemotingServer, ServerConfig};
 pub use tls::{ClientTls, ServerTls, TlsFiles, TlsMode};
