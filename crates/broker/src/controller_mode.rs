@@ -484,27 +484,25 @@ pub async fn heartbeat_loop(
 }
 
 async fn heartbeat(s: &BrokerState, link: &ControllerLink, me: u64) -> Result<(), String> {
-    {
-        let cfg = s.config();
-        let store = &s.store;
-        let max = store.commit_log_max_offset();
-        let req = RemotingCommand::request_with_header(
-            RequestCode::BrokerHeartbeat,
-            &BrokerHeartbeatRequestHeader {
-                cluster_name: cfg.broker_cluster_name.clone(),
-                broker_addr: s.broker_addr.clone(),
-                broker_name: cfg.broker_name.clone(),
-                broker_id: Some(me as i64),
-                epoch: Some(store.epoch_entries().last().map_or(0, |e| e.epoch)),
-                max_offset: Some(max),
-                confirm_offset: Some(max),
-                heartbeat_timeout_mills: Some(cfg.controller_heart_beat_timeout_mills as i64),
-                election_priority: Some(cfg.broker_election_priority),
-            },
-        );
-        let resp = link.call(req).await?;
-        expect_success(&resp, "heartbeat")
-    }
+    let cfg = s.config();
+    let max = s.store.commit_log_max_offset();
+    let req = RemotingCommand::request_with_header(
+        RequestCode::BrokerHeartbeat,
+        &BrokerHeartbeatRequestHeader {
+            cluster_name: cfg.broker_cluster_name.clone(),
+            broker_addr: s.broker_addr.clone(),
+            broker_name: cfg.broker_name.clone(),
+            broker_id: Some(me as i64),
+            // The epoch of this log's newest data and its end: what the controller elects by.
+            epoch: Some(s.store.epoch_entries().last().map_or(0, |e| e.epoch)),
+            max_offset: Some(max),
+            confirm_offset: Some(max),
+            heartbeat_timeout_mills: Some(cfg.controller_heart_beat_timeout_mills as i64),
+            election_priority: Some(cfg.broker_election_priority),
+        },
+    );
+    let resp = link.call(req).await?;
+    expect_success(&resp, "heartbeat")
 }
 
 impl RoleLoop {

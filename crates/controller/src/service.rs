@@ -71,17 +71,24 @@ enum Rejection {
     Internal(String),
 }
 
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::NotLeader => f.write_str("this controller is not the leader"),
+            Rejection::Internal(e) => f.write_str(e),
+            Rejection::Refused(r) => write!(f, "{r}"),
+        }
+    }
+}
+
 impl Rejection {
     fn response(self, request: &RemotingCommand) -> RemotingCommand {
-        let (code, remark) = match self {
-            Rejection::NotLeader => (
-                ResponseCode::ControllerNotLeader,
-                "this controller is not the leader".to_owned(),
-            ),
-            Rejection::Internal(e) => (ResponseCode::SystemError, e),
-            Rejection::Refused(r) => (refusal_code(&r), r.to_string()),
+        let code = match &self {
+            Rejection::NotLeader => ResponseCode::ControllerNotLeader,
+            Rejection::Internal(_) => ResponseCode::SystemError,
+            Rejection::Refused(r) => refusal_code(r),
         };
-        RemotingCommand::error_response(request, code, remark)
+        RemotingCommand::error_response(request, code, self.to_string())
     }
 }
 
@@ -345,10 +352,7 @@ impl ControllerService {
                     "master of broker set is not alive; electing"
                 );
                 if let Err(e) = self.elect(&set.broker_name, None).await {
-                    let r = e.response(&RemotingCommand::request(
-                        RequestCode::ControllerElectMaster,
-                    ));
-                    tracing::warn!(broker = %set.broker_name, why = ?r.remark, "election failed");
+                    tracing::warn!(broker = %set.broker_name, why = %e, "election failed");
                 }
             }
         }

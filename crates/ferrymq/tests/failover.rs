@@ -58,12 +58,16 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait: a clean shutdown that flushes the store.
-    fn stop(&mut self) {
+    fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(self.child.id() as i32, sig);
         }
+    }
+
+    /// SIGTERM and wait: a clean shutdown that flushes the store.
+    fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -484,6 +488,7 @@ async fn failover(embedded: bool, trials: usize) {
     .await;
 
     let mut elect_times = Vec::new();
+    let mut frozen_times = Vec::new();
     let mut resume_times = Vec::new();
     for trial in 0..trials {
         let (master, epoch, _) = c
@@ -527,7 +532,14 @@ async fn failover(embedded: bool, trials: usize) {
             "no sends before the kill"
         );
 
-        c.brokers[master].as_mut().unwrap().kill9();
+        // Trial 2 freezes the master (SIGSTOP) instead: its connections stay open, so only
+        // the heartbeat timeout reveals it, and it comes back still believing it is master.
+        let freeze = trial == 2;
+        if freeze {
+            c.brokers[master].as_ref().unwrap().signal(libc::SIGSTOP);
+        } else {
+            c.brokers[master].as_mut().unwrap().kill9();
+        }
         let killed = Instant::now();
         let (new_master, new_epoch) = c
             .wait_for(Duration::from_secs(30), "a new master", async |c| {
@@ -544,15 +556,25 @@ async fn failover(embedded: bool, trials: usize) {
         )
         .await;
         let resumed = killed.elapsed();
+        let how = if freeze { "frozen" } else { "killed" };
         eprintln!(
-            "trial {trial}: master {master} killed; broker {new_master} master of epoch {new_epoch} after {elected:?}, sends acknowledged again after {resumed:?}"
+            "trial {trial}: master {master} {how}; broker {new_master} master of epoch {new_epoch} after {elected:?}, sends acknowledged again after {resumed:?}"
         );
-        elect_times.push(elected);
-        resume_times.push(resumed);
+        if freeze {
+            frozen_times.push(elected);
+        } else {
+            elect_times.push(elected);
+            resume_times.push(resumed);
+        }
 
-        // The old master comes back and must rejoin as a replica of the new one.
-        let p = c.spawn_broker(master);
-        c.brokers[master] = Some(p);
+        // The old master comes back and must rejoin as a replica of the new one: a frozen
+        // one steps down live, a killed one is restarted.
+        if freeze {
+            c.brokers[master].as_ref().unwrap().signal(libc::SIGCONT);
+        } else {
+            let p = c.spawn_broker(master);
+            c.brokers[master] = Some(p);
+        }
         c.wait_for(
             Duration::from_secs(60),
             "the old master back in the SyncStateSet",
@@ -740,6 +762,9 @@ async fn failover(embedded: bool, trials: usize) {
         r.last().unwrap(),
         acked.len()
     );
+    if !frozen_times.is_empty() {
+        eprintln!("frozen master (heartbeat timeout 3 s): new master after {frozen_times:?}");
+    }
     assert!(
         *e.last().unwrap() < Duration::from_secs(10),
         "a new master took longer than 10 s: {e:?}"
