@@ -21,6 +21,16 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
 
 fn topic_wrapper(s: &BrokerState) -> TopicConfigSerializeWrapper {
     let mut w = s.topics.snapshot();
+    if s.controller_broker_id.is_some() {
+        // Controller mode, as RocketMQ: the state version is the master epoch, so a NameServer
+        // that still lists the previous master (frozen, not yet expired) under id 0 lets the
+        // newly elected one take the id over instead of refusing it as older.
+        w.data_version.state_version = s
+            .store
+            .epoch_entries()
+            .last()
+            .map_or(0, |e| i64::from(e.epoch));
+    }
     let broker_perm = s.config().broker_permission;
     if !perm::is_readable(broker_perm) || !perm::is_writeable(broker_perm) {
         for tc in w.topic_config_table.values_mut() {
