@@ -139,6 +139,12 @@ properties_struct! {
         check_sync_state_set_period: u64 = 5_000 => "checkSyncStateSetPeriod",
         /// A replica not caught up with the master for this long (ms) leaves the SyncStateSet.
         ha_max_time_slave_not_catchup: u64 = 15_000 => "haMaxTimeSlaveNotCatchup",
+        /// DISABLE, or PROM: serve `/metrics` (Prometheus text) on `metricsPromExporterPort`.
+        metrics_exporter_type: String = "DISABLE".to_owned() => "metricsExporterType",
+        metrics_prom_exporter_host: String = String::new() => "metricsPromExporterHost",
+        metrics_prom_exporter_port: u16 = 5557 => "metricsPromExporterPort",
+        /// ferrymq's short name for `metricsPromExporterPort` (wins when both are set).
+        metrics_port: Option<u16> = None => "metricsPort",
     }
 }
 
@@ -331,6 +337,15 @@ impl BrokerConfig {
                 ),
             );
         }
+        if ferrymq_metrics::ExporterType::parse(&self.metrics_exporter_type).is_none() {
+            return bad(
+                "metricsExporterType",
+                format!(
+                    "`{}` is not supported: use PROM (Prometheus /metrics) or DISABLE",
+                    self.metrics_exporter_type
+                ),
+            );
+        }
         if self.enable_controller_mode && self.controller_addrs().is_empty() {
             return bad(
                 "controllerAddr",
@@ -403,6 +418,15 @@ impl BrokerConfig {
 
     pub fn is_slave(&self) -> bool {
         self.broker_role == "SLAVE"
+    }
+
+    /// Where `/metrics` is served, when `metricsExporterType=PROM`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        ferrymq_metrics::exporter_addr(
+            &self.metrics_exporter_type,
+            &self.metrics_prom_exporter_host,
+            self.metrics_port.unwrap_or(self.metrics_prom_exporter_port),
+        )
     }
 
     /// Controller addresses from `controllerAddr`.

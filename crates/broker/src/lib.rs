@@ -10,6 +10,7 @@ pub mod client_registry;
 pub mod config;
 pub mod controller_mode;
 pub mod long_polling;
+pub mod metrics;
 pub mod offsets;
 mod processor;
 pub mod queue_lock;
@@ -352,6 +353,7 @@ impl Broker {
             auth,
             controller_broker_id,
             role_changed: tokio::sync::Notify::new(),
+            metrics: metrics::BrokerMetrics::default(),
             config: std::sync::RwLock::new(Arc::new(config)),
         });
         state.topics_changed().await;
@@ -448,6 +450,21 @@ impl Broker {
             stop,
             tasks,
         })
+    }
+
+    /// Where this broker's config asks `/metrics` to be served (`metricsExporterType=PROM`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.state.config().metrics_addr()
+    }
+
+    /// Adds the broker's metrics to `registry` (read at each scrape of `/metrics`).
+    pub fn register_metrics(
+        &self,
+        registry: &mut ferrymq_metrics::prometheus_client::registry::Registry,
+    ) {
+        registry.register_collector(Box::new(metrics::BrokerCollector {
+            state: Arc::downgrade(&self.state),
+        }));
     }
 
     /// The access control this broker runs, for a gRPC endpoint in the same process.

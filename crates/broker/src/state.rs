@@ -68,6 +68,8 @@ pub struct BrokerState {
     pub controller_broker_id: Option<u64>,
     /// Controller mode: wakes the role loop (NOTIFY_BROKER_ROLE_CHANGED arrived).
     pub role_changed: Notify,
+    /// Counters behind `/metrics`.
+    pub metrics: crate::metrics::BrokerMetrics,
 }
 
 command_header! {

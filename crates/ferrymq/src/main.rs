@@ -16,6 +16,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_controller::{Controller, ControllerConfig};
+use ferrymq_metrics::prometheus_client::registry::Registry;
+use ferrymq_metrics::MetricsEndpoint;
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
 use ferrymq_proxy::{Proxy, ProxyConfig, TlsFiles, TlsMode};
 
@@ -247,6 +249,7 @@ fn broker_config(path: Option<&Path>) -> Result<BrokerConfig> {
 
 async fn run_namesrv(listen: Option<SocketAddr>, config: Option<&Path>) -> Result<()> {
     let (config, controller_config) = namesrv_config(config)?;
+    let metrics_addr = config.metrics_addr();
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
     let controller = match controller_config {
         Some(c) => Some(
@@ -267,8 +270,12 @@ async fn run_namesrv(listen: Option<SocketAddr>, config: Option<&Path>) -> Resul
         c.serving_on(namesrv.local_addr());
         tracing::info!(addr = %namesrv.local_addr(), "controller embedded in the name server");
     }
+    let metrics = serve_metrics(metrics_addr, |r| namesrv.register_metrics(r)).await?;
     tracing::info!(addr = %namesrv.local_addr(), "name server ready");
     logging::shutdown_signal().await;
+    if let Some(m) = metrics {
+        m.shutdown().await;
+    }
     namesrv.shutdown().await;
     if let Some(c) = controller {
         c.shutdown().await;
@@ -304,6 +311,22 @@ async fn run_controller(config: Option<&Path>, listen: Option<SocketAddr>) -> Re
     Ok(())
 }
 
+/// Serves `/metrics` at `addr` (when the config asks for it) with what `fill` registers.
+async fn serve_metrics(
+    addr: Option<SocketAddr>,
+    fill: impl FnOnce(&mut Registry),
+) -> Result<Option<MetricsEndpoint>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let mut registry = Registry::default();
+    fill(&mut registry);
+    let endpoint = MetricsEndpoint::serve(addr, registry)
+        .await
+        .with_context(|| format!("cannot serve /metrics on {addr} (metricsPromExporterPort)"))?;
+    Ok(Some(endpoint))
+}
+
 async fn run_broker(config: Option<&Path>, namesrv_addr: Option<String>) -> Result<()> {
     let mut config = broker_config(config)?;
     if let Some(addr) = namesrv_addr.filter(|a| !a.trim().is_empty()) {
@@ -315,7 +338,17 @@ async fn run_broker(config: Option<&Path>, namesrv_addr: Option<String>) -> Resu
     let broker = Broker::start(config)
         .await
         .context("cannot start the broker")?;
+    let metrics = match serve_metrics(broker.metrics_addr(), |r| broker.register_metrics(r)).await {
+        Ok(m) => m,
+        Err(e) => {
+            broker.shutdown().await;
+            return Err(e);
+        }
+    };
     logging::shutdown_signal().await;
+    if let Some(m) = metrics {
+        m.shutdown().await;
+    }
     broker.shutdown().await;
     Ok(())
 }
@@ -467,8 +500,28 @@ async fn run_standalone(
         .as_ref()
         .map(|p| p.local_addr().to_string())
         .unwrap_or_else(|| "off".to_owned());
+    // One process, one /metrics: the NameServer's and the broker's series together.
+    let metrics = match serve_metrics(broker.metrics_addr(), |r| {
+        namesrv.register_metrics(r);
+        broker.register_metrics(r);
+    })
+    .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(p) = proxy {
+                p.shutdown().await;
+            }
+            broker.shutdown().await;
+            namesrv.shutdown().await;
+            return Err(e);
+        }
+    };
     tracing::info!(broker = %broker.broker_addr(), namesrv = %ns_local, %grpc, "standalone ready: NAMESRV_ADDR={ns_local}");
     logging::shutdown_signal().await;
+    if let Some(m) = metrics {
+        m.shutdown().await;
+    }
     if let Some(p) = proxy {
         p.shutdown().await;
     }

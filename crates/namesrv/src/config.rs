@@ -62,6 +62,10 @@ properties_struct! {
         /// Run a controller in this process, serving the controller codes on this port; its
         /// keys (`controllerDLegerPeers`, ...) come from the same file.
         enable_controller_in_namesrv: bool = false => "enableControllerInNamesrv",
+        /// DISABLE, or PROM: serve `/metrics` on `metricsPromExporterPort` (as the broker).
+        metrics_exporter_type: String = "DISABLE".to_owned() => "metricsExporterType",
+        metrics_prom_exporter_host: String = String::new() => "metricsPromExporterHost",
+        metrics_prom_exporter_port: u16 = 5557 => "metricsPromExporterPort",
     }
 }
 
@@ -188,7 +192,22 @@ impl NamesrvConfig {
         if self.kv_config_path.trim().is_empty() {
             return bad("kvConfigPath", "must not be empty");
         }
+        if ferrymq_metrics::ExporterType::parse(&self.metrics_exporter_type).is_none() {
+            return bad(
+                "metricsExporterType",
+                "only PROM (Prometheus /metrics) and DISABLE are supported",
+            );
+        }
         Ok(())
+    }
+
+    /// Where `/metrics` is served, when `metricsExporterType=PROM`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        ferrymq_metrics::exporter_addr(
+            &self.metrics_exporter_type,
+            &self.metrics_prom_exporter_host,
+            self.metrics_prom_exporter_port,
+        )
     }
 
     /// Period of the inactive-broker scan.

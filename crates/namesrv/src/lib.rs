@@ -58,7 +58,52 @@ impl std::fmt::Debug for NameServer {
     }
 }
 
+/// Encodes the NameServer's metrics at scrape time.
+#[derive(Debug)]
+struct NamesrvCollector {
+    handler: std::sync::Weak<NamesrvHandler>,
+    node_id: String,
+}
+
+impl ferrymq_metrics::prometheus_client::collector::Collector for NamesrvCollector {
+    fn encode(
+        &self,
+        mut encoder: ferrymq_metrics::prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use ferrymq_metrics::{label, series};
+        let Some(h) = self.handler.upgrade() else {
+            return Ok(());
+        };
+        let node = |mut extra: series::Labels| {
+            let mut labels = vec![
+                (label::NODE_TYPE, "namesrv".to_owned()),
+                (label::NODE_ID, self.node_id.clone()),
+            ];
+            labels.append(&mut extra);
+            labels
+        };
+        h.rpc.encode(&mut encoder, "remoting", node)?;
+        series::encode_gauge(
+            &mut encoder,
+            "rocketmq_namesrv_broker_number",
+            "Brokers whose registration is live on this NameServer",
+            &[(node(Vec::new()), h.live_brokers() as i64)],
+        )
+    }
+}
+
 impl NameServer {
+    /// Adds the NameServer's metrics to `registry` (read at each scrape of `/metrics`).
+    pub fn register_metrics(
+        &self,
+        registry: &mut ferrymq_metrics::prometheus_client::registry::Registry,
+    ) {
+        registry.register_collector(Box::new(NamesrvCollector {
+            handler: Arc::downgrade(&self.handler),
+            node_id: self.server.local_addr().to_string(),
+        }));
+    }
+
     /// Loads the KV config, binds `listen` (port 0 picks a free one) and starts serving and
     /// scanning for inactive brokers. `config.listen_port`/`bind_address` are for the caller
     /// that builds `listen`; they are not consulted here.

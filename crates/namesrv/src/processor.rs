@@ -63,6 +63,8 @@ pub struct NamesrvHandler {
     /// `enableControllerInNamesrv`: the embedded controller, which serves the controller codes
     /// (1001–1013) and the brokers' controller heartbeats on this port, as in RocketMQ.
     controller: Option<SharedHandler>,
+    /// `rocketmq_rpc_latency` of the requests served here.
+    pub(crate) rpc: ferrymq_metrics::series::RpcLatency,
 }
 
 impl std::fmt::Debug for NamesrvHandler {
@@ -116,7 +118,13 @@ impl NamesrvHandler {
             config_update: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             controller: None,
+            rpc: ferrymq_metrics::series::RpcLatency::default(),
         }
+    }
+
+    /// Brokers whose registration is live now.
+    pub(crate) fn live_brokers(&self) -> usize {
+        self.routes.read().live_count()
     }
 
     /// Hands the controller's requests on this port to `controller`.
@@ -611,9 +619,13 @@ impl RequestHandler for NamesrvHandler {
             }
             return controller.handle(conn, request).await;
         }
-        match self.dispatch(conn, &request).await {
-            Ok(response) | Err(response) => Some(response),
-        }
+        let started = Instant::now();
+        let response = match self.dispatch(conn, &request).await {
+            Ok(response) | Err(response) => response,
+        };
+        self.rpc
+            .observe(request.code, response.code, started.elapsed());
+        Some(response)
     }
 
     fn on_connection_closed(&self, conn: &Connection) {

@@ -83,11 +83,28 @@ fn json_reply<T: serde::Serialize>(req: &RemotingCommand, value: &T) -> Remoting
 
 impl RequestHandler for Processor {
     async fn handle(&self, conn: &Connection, req: RemotingCommand) -> Option<RemotingCommand> {
+        let started = std::time::Instant::now();
+        let code = req.code;
+        let reply = self.serve(conn, req).await;
+        self.state.metrics.rpc(code, reply.code, started.elapsed());
+        Some(reply)
+    }
+
+    fn on_connection_closed(&self, conn: &Connection) {
+        for group in self.state.clients.remove_connection(conn.id()) {
+            tracing::info!(group, peer = %conn.peer_addr(), "client connection closed");
+            self.state.notify_consumer_ids_changed(&group);
+        }
+    }
+}
+
+impl Processor {
+    async fn serve(&self, conn: &Connection, req: RemotingCommand) -> RemotingCommand {
         let s = &self.state;
         if let Some(acl) = &self.acl {
             if let Err(cause) = acl.check_remoting(&req, conn.peer_addr().ip()) {
                 tracing::debug!(peer = %conn.peer_addr(), code = req.code, %cause, "request refused by ACL");
-                return Some(err(&req, ResponseCode::NoPermission, cause));
+                return err(&req, ResponseCode::NoPermission, cause);
             }
         }
         let reply = match req.request_code() {
@@ -161,13 +178,6 @@ impl RequestHandler for Processor {
             RequestCode::QueryConsumeTimeSpan => admin::consume_time_span(s, &req),
             _ => Ok(RemotingCommand::unsupported(&req)),
         };
-        Some(reply.unwrap_or_else(|e| e))
-    }
-
-    fn on_connection_closed(&self, conn: &Connection) {
-        for group in self.state.clients.remove_connection(conn.id()) {
-            tracing::info!(group, peer = %conn.peer_addr(), "client connection closed");
-            self.state.notify_consumer_ids_changed(&group);
-        }
+        reply.unwrap_or_else(|e| e)
     }
 }

@@ -408,6 +408,12 @@ pub(super) async fn pop_message(s: &Arc<BrokerState>, req: &RemotingCommand) -> 
         }
         if !batch.messages.is_empty() {
             s.record_gets(batch.messages.len() as u64);
+            s.metrics.consumed(
+                &h.topic,
+                &h.consumer_group,
+                batch.messages.len() as u64,
+                batch.messages.iter().map(|m| m.len() as u64).sum(),
+            );
             if batch.rest > 0 {
                 // Let other parked pollers of these queues pick up the backlog.
                 for q in &queues {

@@ -303,6 +303,12 @@ fn found_response(
     );
     if code == ResponseCode::Success {
         s.record_gets(r.messages.len() as u64);
+        s.metrics.consumed(
+            &h.topic,
+            &h.consumer_group,
+            r.messages.len() as u64,
+            r.messages.iter().map(|m| m.len() as u64).sum(),
+        );
         let mut body = Body::default();
         for m in r.messages {
             body.push(m);

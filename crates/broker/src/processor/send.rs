@@ -143,7 +143,11 @@ pub(super) async fn send_message(
         to_half_message(&mut msg);
     }
     let transaction_id = properties::uniq_key(&msg.properties).map(str::to_owned);
+    let body_len = msg.body.len() as u64;
     let result = put_internal(s, msg).await;
+    if result.status.is_stored() {
+        s.metrics.produced(&h.topic, 1, body_len);
+    }
     Ok(send_response(s, req, &result, queue_id, transaction_id))
 }
 
@@ -353,9 +357,13 @@ async fn send_batch(
         store_host: s.store_host,
         reconsume_times: h.reconsume_times.unwrap_or(0),
     };
+    let body_len = batch.body.len() as u64;
     let result = s.store.put_messages(batch).await;
     if let Some(a) = &result.append {
         s.record_puts(a.msg_num as u64);
+        if result.status.is_stored() {
+            s.metrics.produced(&h.topic, a.msg_num as u64, body_len);
+        }
     }
     Ok(send_response(s, req, &result, queue_id, None))
 }
@@ -368,6 +376,9 @@ fn send_response(
     queue_id: i32,
     transaction_id: Option<String>,
 ) -> RemotingCommand {
+    if result.status != PutMessageStatus::PutOk {
+        s.metrics.refused(result.status.as_str());
+    }
     let code = match result.status {
         PutMessageStatus::PutOk => ResponseCode::Success,
         PutMessageStatus::FlushDiskTimeout => ResponseCode::FlushDiskTimeout,
