@@ -353,7 +353,7 @@ impl Broker {
             auth,
             controller_broker_id,
             role_changed: tokio::sync::Notify::new(),
-            metrics: metrics::BrokerMetrics::default(),
+            metrics: metrics::BrokerMetrics::new(config.metrics_addr().is_some()),
             config: std::sync::RwLock::new(Arc::new(config)),
         });
         state.topics_changed().await;

@@ -18,9 +18,11 @@ use ferrymq_metrics::series::{encode_counter, encode_gauge, Labels, RpcLatency, 
 
 use crate::state::BrokerState;
 
-/// Where the broker counts; one per broker, shared by the processors.
+/// Where the broker counts; one per broker, shared by the processors. With the exporter off
+/// (`metricsExporterType=DISABLE`) nothing is counted at all.
 #[derive(Debug, Default)]
 pub struct BrokerMetrics {
+    enabled: bool,
     produced: Series<String, Traffic>,
     consumed: Series<(String, String), Traffic>,
     refused: Series<&'static str, AtomicU64>,
@@ -28,8 +30,22 @@ pub struct BrokerMetrics {
 }
 
 impl BrokerMetrics {
+    pub fn new(enabled: bool) -> BrokerMetrics {
+        BrokerMetrics {
+            enabled,
+            ..BrokerMetrics::default()
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Messages a producer stored (`rocketmq_messages_in_total`, `..._throughput_in_total`).
     pub fn produced(&self, topic: &str, messages: u64, bytes: u64) {
+        if !self.enabled {
+            return;
+        }
         self.produced
             .get(topic, || topic.to_owned())
             .add(messages, bytes);
@@ -37,6 +53,9 @@ impl BrokerMetrics {
 
     /// Messages handed to a consumer group (`rocketmq_messages_out_total`, ...).
     pub fn consumed(&self, topic: &str, group: &str, messages: u64, bytes: u64) {
+        if !self.enabled {
+            return;
+        }
         // Per pull (a batch), not per message: the owned key costs one small allocation.
         let key = (topic.to_owned(), group.to_owned());
         self.consumed.get(&key, || key.clone()).add(messages, bytes);
@@ -45,6 +64,9 @@ impl BrokerMetrics {
     /// A send the store refused or could not complete, by the store's reason
     /// (`rocketmq_messages_refused_total{cause}`).
     pub fn refused(&self, cause: &'static str) {
+        if !self.enabled {
+            return;
+        }
         self.refused
             .get(cause, || cause)
             .fetch_add(1, Ordering::Relaxed);
@@ -52,6 +74,9 @@ impl BrokerMetrics {
 
     /// One request served (`rocketmq_rpc_latency{request_code, response_code}`).
     pub fn rpc(&self, request_code: i32, response_code: i32, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
         self.rpc.observe(request_code, response_code, elapsed);
     }
 }

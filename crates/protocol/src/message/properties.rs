@@ -115,19 +115,25 @@ pub fn get<'a>(properties: &'a str, name: &str) -> Option<&'a str> {
             .last()
             .map(|(_, v)| v);
     }
-    let bytes = properties.as_bytes();
-    // Matches cannot overlap a real pair's name (it is followed by U+0001, which `name` lacks),
-    // so the non-overlapping search does not skip one.
-    for (at, _) in properties.rmatch_indices(name) {
-        let end = at + name.len();
-        let starts_pair = at == 0 || bytes[at - 1] == PROPERTY_SEPARATOR as u8;
-        if !starts_pair || bytes.get(end) != Some(&(NAME_VALUE_SEPARATOR as u8)) {
-            continue;
-        }
-        let rest = &properties[end + NAME_VALUE_SEPARATOR.len_utf8()..];
-        let value = rest.split(PROPERTY_SEPARATOR).next().unwrap_or_default();
-        if !value.is_empty() {
-            return Some(value);
+    // Pairs from the last one back (the last occurrence wins), by a plain byte split: a
+    // substring searcher would be built for every lookup, which costs more than scanning the
+    // few pairs a message has.
+    let name = name.as_bytes();
+    for pair in properties
+        .as_bytes()
+        .rsplit(|b| *b == PROPERTY_SEPARATOR as u8)
+    {
+        if pair.len() > name.len()
+            && pair[name.len()] == NAME_VALUE_SEPARATOR as u8
+            && pair.starts_with(name)
+        {
+            let value = &pair[name.len() + 1..];
+            if !value.is_empty() {
+                // Both separators are ASCII, so the value's bounds are char boundaries of
+                // `properties`: slice it there instead of validating the bytes again.
+                let start = value.as_ptr() as usize - properties.as_ptr() as usize;
+                return properties.get(start..start + value.len());
+            }
         }
     }
     None
@@ -261,8 +267,8 @@ mod tests {
 
         #[test]
         fn get_agrees_with_parsing_every_pair(
-            s in "[ab\u{1}\u{2}]{0,24}",
-            name in "[ab\u{1}]{0,3}",
+            s in "[abé\u{1}\u{2}]{0,24}",
+            name in "[abé\u{1}]{0,3}",
         ) {
             let expected = iter(&s).filter(|(n, _)| *n == name).last().map(|(_, v)| v);
             prop_assert_eq!(get(&s, &name), expected);
