@@ -73,6 +73,9 @@ enum Command {
         /// its own broker requests with the file's admin account.
         #[arg(long)]
         acl_file: Option<PathBuf>,
+        /// Serve Prometheus `/metrics` here (RocketMQ's PROM exporter port is 5557).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run a NameServer, a broker and the gRPC endpoint in one process, zero configuration.
     Standalone {
@@ -144,7 +147,8 @@ fn main() -> ExitCode {
                 namesrv_addr,
                 listen,
                 acl_file,
-            } => run_proxy(namesrv_addr, listen, acl_file).await,
+                metrics_listen,
+            } => run_proxy(namesrv_addr, listen, acl_file, metrics_listen).await,
             Command::Standalone {
                 config,
                 namesrv_listen,
@@ -366,6 +370,7 @@ async fn run_proxy(
     namesrv_addr: String,
     listen: SocketAddr,
     acl_file: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
 ) -> Result<()> {
     if namesrv_addr.trim().is_empty() {
         bail!("no name server configured (-n or NAMESRV_ADDR)");
@@ -373,12 +378,23 @@ async fn run_proxy(
     let config = ProxyConfig {
         listen,
         acl_file,
+        metrics: metrics_listen.is_some(),
         ..ProxyConfig::new(namesrv_addr)
     };
     let proxy = Proxy::start(config)
         .await
         .context("cannot start the gRPC proxy")?;
+    let metrics = match serve_metrics(metrics_listen, |r| proxy.register_metrics(r)).await {
+        Ok(m) => m,
+        Err(e) => {
+            proxy.shutdown().await;
+            return Err(e);
+        }
+    };
     logging::shutdown_signal().await;
+    if let Some(m) = metrics {
+        m.shutdown().await;
+    }
     proxy.shutdown().await;
     Ok(())
 }
@@ -479,6 +495,7 @@ async fn run_standalone(
             shared_access: broker
                 .access_control()
                 .map(|access| (access, broker.own_credentials())),
+            metrics: broker.metrics_addr().is_some(),
             ..ProxyConfig::new(ns_local.to_string())
         })
         .await
@@ -504,6 +521,9 @@ async fn run_standalone(
     let metrics = match serve_metrics(broker.metrics_addr(), |r| {
         namesrv.register_metrics(r);
         broker.register_metrics(r);
+        if let Some(p) = &proxy {
+            p.register_metrics(r);
+        }
     })
     .await
     {

@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &Path) -> (Proc, String, u16) {
-    let (broker, namesrv, metrics) = (free_port(), free_port(), free_port());
+    let (broker, namesrv, metrics, grpc) = (free_port(), free_port(), free_port(), free_port());
     let conf = dir.join("broker.conf");
     std::fs::write(
         &conf,
@@ -57,7 +57,8 @@ fn start(dir: &Path) -> (Proc, String, u16) {
             conf.to_str().unwrap(),
             "--namesrv-listen",
             &format!("127.0.0.1:{namesrv}"),
-            "--no-grpc",
+            "--grpc-listen",
+            &format!("127.0.0.1:{grpc}"),
         ])
         .env_remove("NAMESRV_ADDR")
         .stdin(Stdio::null())
@@ -159,6 +160,11 @@ async fn metrics_count_what_flows() {
         );
         assert!(text.contains("node_type=\"broker\""));
         assert!(text.contains("rocketmq_namesrv_broker_number"));
+        // The gRPC endpoint of the same process reports on the same page.
+        assert_eq!(
+            value(&text, "rocketmq_proxy_up", &[("node_type", "proxy")]),
+            Some(1.0)
+        );
     }
     producer.shutdown().await;
 

@@ -121,19 +121,30 @@ pub fn encode_gauge(
     Ok(())
 }
 
-/// `rocketmq_rpc_latency`: request latency in milliseconds by request and response code.
-#[derive(Debug, Default)]
-pub struct RpcLatency {
-    series: Series<(i32, i32), Latency>,
+/// `rocketmq_rpc_latency`: request latency in milliseconds by request (a remoting code, or a
+/// gRPC method name) and response code.
+#[derive(Debug)]
+pub struct RpcLatency<K = i32> {
+    series: Series<(K, i32), Latency>,
 }
 
-impl RpcLatency {
-    pub fn observe(&self, request_code: i32, response_code: i32, elapsed: Duration) {
-        self.series
-            .get(&(request_code, response_code), || {
-                (request_code, response_code)
-            })
-            .observe(elapsed);
+impl<K> Default for RpcLatency<K> {
+    fn default() -> Self {
+        RpcLatency {
+            series: Series::default(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone + std::fmt::Display> RpcLatency<K> {
+    /// Whether nothing was observed yet.
+    pub fn is_empty(&self) -> bool {
+        self.series.map.read().is_empty()
+    }
+
+    pub fn observe(&self, request_code: K, response_code: i32, elapsed: Duration) {
+        let key = (request_code, response_code);
+        self.series.get(&key, || key.clone()).observe(elapsed);
     }
 
     /// Encodes the histogram family; `node` adds the component's own labels.

@@ -25,6 +25,7 @@ pub mod pb {
 mod convert;
 mod error;
 mod group;
+mod metrics;
 mod receive;
 mod renew;
 mod route;

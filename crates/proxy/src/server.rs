@@ -52,6 +52,8 @@ pub struct ProxyConfig {
     pub shared_access: Option<(AccessControl, Option<Credentials>)>,
     /// Timeout of ordinary broker requests.
     pub request_timeout: Duration,
+    /// Count calls for `/metrics` ([`Proxy::register_metrics`]).
+    pub metrics: bool,
 }
 
 impl ProxyConfig {
@@ -66,6 +68,7 @@ impl ProxyConfig {
             acl_file: None,
             shared_access: None,
             request_timeout: Duration::from_secs(3),
+            metrics: false,
         }
     }
 }
@@ -74,6 +77,7 @@ impl ProxyConfig {
 pub struct Proxy {
     local_addr: SocketAddr,
     ctx: Arc<Context>,
+    metrics: Arc<crate::metrics::ProxyMetrics>,
     stop: CancellationToken,
     server: JoinHandle<()>,
 }
@@ -136,9 +140,13 @@ impl Proxy {
             renewals: Default::default(),
             request_timeout: config.request_timeout,
         });
-        let service = MessagingServiceServer::new(Messaging { ctx: ctx.clone() })
-            .max_decoding_message_size(MAX_INBOUND_MESSAGE)
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let metrics = Arc::new(crate::metrics::ProxyMetrics::new(config.metrics));
+        let service = crate::metrics::Timed {
+            inner: MessagingServiceServer::new(Messaging { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_INBOUND_MESSAGE)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+            metrics: metrics.clone(),
+        };
         let stop = CancellationToken::new();
         if let (None, Some(AccessControl::Plain(plain))) = (&config.shared_access, &acl) {
             // A file of its own: follow its edits. A shared one is watched by its broker.
@@ -190,6 +198,7 @@ impl Proxy {
         Ok(Proxy {
             local_addr,
             ctx,
+            metrics,
             stop,
             server,
         })
@@ -198,6 +207,17 @@ impl Proxy {
     /// The bound listen address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Adds the endpoint's metrics to `registry` (counted only with `ProxyConfig::metrics`).
+    pub fn register_metrics(
+        &self,
+        registry: &mut ferrymq_metrics::prometheus_client::registry::Registry,
+    ) {
+        registry.register_collector(Box::new(crate::metrics::ProxyCollector {
+            metrics: self.metrics.clone(),
+            node_id: self.local_addr.to_string(),
+        }));
     }
 
     /// Stops accepting, lets in-flight calls finish (bounded), unregisters the proxy's
