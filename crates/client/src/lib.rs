@@ -24,6 +24,7 @@ pub mod message;
 pub mod producer;
 pub mod rebalance;
 pub mod route;
+mod trace;
 pub mod transaction;
 
 pub use admin::{Admin, AdminBuilder, ConsumerProgress, TopicSpec};

@@ -131,10 +131,28 @@ pub struct ProducerBuilder {
     options: ClientOptions,
     instance: Option<ClientInstance>,
     settings: ProducerSettings,
+    /// Message trace: the trace topic, when on.
+    trace_topic: Option<String>,
 }
 
 impl ProducerBuilder {
     client_option_setters!();
+
+    /// Records a trace of every send to the trace topic (RocketMQ's `enableMsgTrace`).
+    pub fn enable_msg_trace(mut self, on: bool) -> Self {
+        self.trace_topic = on.then(|| {
+            self.trace_topic
+                .take()
+                .unwrap_or_else(|| naming::TRACE_TOPIC.to_owned())
+        });
+        self
+    }
+
+    /// Traces to `topic` instead of `RMQ_SYS_TRACE_TOPIC` (turns tracing on).
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.trace_topic = Some(topic.into());
+        self
+    }
 
     /// Budget of one sync send including its retries (default 3 s).
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
@@ -201,12 +219,19 @@ impl ProducerBuilder {
         };
         instance.register_producer(&self.group, checker)?;
         instance.send_heartbeat_to_all().await;
+        let trace = match self.trace_topic {
+            Some(topic) => Some(
+                crate::trace::TraceDispatcher::start(instance.clone(), &self.group, topic).await?,
+            ),
+            None => None,
+        };
         Ok(Producer {
             inner: Arc::new(ProducerInner {
                 group: self.group,
                 instance,
                 owns_instance,
                 settings: self.settings,
+                trace,
                 counter: AtomicUsize::new(rand::random::<u16>() as usize),
                 faults: LatencyFaults::default(),
                 running: AtomicBool::new(true),
@@ -223,6 +248,7 @@ struct ProducerInner {
     counter: AtomicUsize,
     faults: LatencyFaults,
     running: AtomicBool,
+    trace: Option<crate::trace::TraceDispatcher>,
 }
 
 /// Sends messages; cheap to clone (clones share the producer).
@@ -285,6 +311,7 @@ impl Producer {
             options: ClientOptions::default(),
             instance: None,
             settings: ProducerSettings::default(),
+            trace_topic: None,
         }
     }
 
@@ -300,6 +327,7 @@ impl Producer {
                 counter: AtomicUsize::new(rand::random::<u16>() as usize),
                 faults: LatencyFaults::default(),
                 running: AtomicBool::new(true),
+                trace: None,
             }),
         }
     }
@@ -417,6 +445,9 @@ impl Producer {
     pub async fn shutdown(&self) {
         if !self.inner.running.swap(false, Ordering::SeqCst) {
             return;
+        }
+        if let Some(trace) = &self.inner.trace {
+            trace.shutdown().await;
         }
         self.inner
             .instance
@@ -702,6 +733,7 @@ impl Producer {
             instance.invoke_oneway(&addr, req).await?;
             return Ok(None);
         }
+        let started = Instant::now();
         let resp = instance.invoke(&addr, req, timeout).await?;
         let Some(status) = SendStatus::from_code(resp.response_code()) else {
             return Err(ClientError::broker(&addr, &resp));
@@ -713,7 +745,7 @@ impl Producer {
             Some(ids) => ids.clone(),
             None => m.uniq_key().unwrap_or_default().to_owned(),
         };
-        Ok(Some(SendResult {
+        let result = SendResult {
             status,
             msg_id,
             offset_msg_id: h.msg_id,
@@ -725,7 +757,82 @@ impl Producer {
             queue_offset: h.queue_offset,
             transaction_id: h.transaction_id,
             region_id: h.msg_region,
-        }))
+        };
+        if let Some(trace) = &self.inner.trace {
+            trace.record(self.pub_record(msg, &result, &addr, started.elapsed()));
+        }
+        Ok(Some(result))
+    }
+
+    /// Records an EndTransaction trace (when tracing is on) for a verdict sent to `broker_addr`.
+    pub(crate) fn trace_end_transaction(
+        &self,
+        topic: &str,
+        result: &SendResult,
+        state: &str,
+        broker_addr: &str,
+    ) {
+        use ferrymq_protocol::trace::{message_type, TraceRecord, TraceType};
+        let Some(trace) = &self.inner.trace else {
+            return;
+        };
+        let mut r = TraceRecord::new(TraceType::EndTransaction);
+        r.timestamp = now_ms();
+        r.region_id = result
+            .region_id
+            .clone()
+            .unwrap_or_else(|| "DefaultRegion".to_owned());
+        r.group = self.inner.group.clone();
+        r.topic = topic.to_owned();
+        r.msg_id = result.msg_id.clone();
+        r.store_host = broker_addr.to_owned();
+        r.msg_type = message_type::TRANS_HALF;
+        r.transaction_id = result
+            .transaction_id
+            .clone()
+            .unwrap_or_else(|| result.msg_id.clone());
+        r.transaction_state = state.to_owned();
+        trace.record(r);
+    }
+
+    /// The Pub trace record of one acknowledged send attempt.
+    fn pub_record(
+        &self,
+        msg: &Prepared,
+        result: &SendResult,
+        broker_addr: &str,
+        cost: Duration,
+    ) -> ferrymq_protocol::trace::TraceRecord {
+        use ferrymq_protocol::trace::{message_type, TraceRecord, TraceType};
+        let m = &msg.message;
+        let mut r = TraceRecord::new(TraceType::Pub);
+        r.timestamp = now_ms();
+        r.region_id = result
+            .region_id
+            .clone()
+            .unwrap_or_else(|| "DefaultRegion".to_owned());
+        r.group = self.inner.group.clone();
+        r.topic = m.topic().to_owned();
+        r.msg_id = result.msg_id.clone();
+        r.tags = m.tags().unwrap_or_default().to_owned();
+        r.keys = m.keys().join(" ");
+        r.store_host = broker_addr.to_owned();
+        r.body_length = m.body().len() as i64;
+        r.cost_time = cost.as_millis() as i64;
+        r.msg_type = if m.property(keys::TRANSACTION_PREPARED) == Some("true") {
+            message_type::TRANS_HALF
+        } else if m
+            .property(keys::DELAY_TIME_LEVEL)
+            .is_some_and(|l| l.trim() != "0")
+        {
+            message_type::DELAY
+        } else {
+            message_type::NORMAL
+        };
+        r.offset_msg_id = result.offset_msg_id.clone();
+        r.success = result.status == SendStatus::SendOk;
+        r.client_host = self.inner.instance.client_id().to_owned();
+        r
     }
 }
 

@@ -54,6 +54,14 @@ impl TransactionState {
             TransactionState::Unknown => sys_flag::TRANSACTION_NOT_TYPE,
         }
     }
+    /// Java's `LocalTransactionState` name, as EndTransaction trace records carry it.
+    pub(crate) fn trace_name(self) -> &'static str {
+        match self {
+            TransactionState::Commit => "COMMIT_MESSAGE",
+            TransactionState::Rollback => "ROLLBACK_MESSAGE",
+            TransactionState::Unknown => "UNKNOW",
+        }
+    }
 }
 
 /// Answers the broker's check of a transaction left open. Closures
@@ -88,6 +96,7 @@ pub struct TransactionProducerBuilder {
     instance: Option<ClientInstance>,
     settings: ProducerSettings,
     checker: Option<Arc<dyn TransactionCheck>>,
+    trace_topic: Option<String>,
 }
 
 impl std::fmt::Debug for TransactionProducerBuilder {
@@ -115,9 +124,29 @@ impl TransactionProducerBuilder {
         self
     }
 
+    /// Traces sends and verdicts (Pub, EndTransaction) to the trace topic
+    /// (RocketMQ's `enableMsgTrace`; `trace_topic` picks another topic).
+    pub fn enable_msg_trace(mut self, on: bool) -> Self {
+        self.trace_topic = on.then(|| {
+            self.trace_topic
+                .take()
+                .unwrap_or_else(|| ferrymq_protocol::naming::TRACE_TOPIC.to_owned())
+        });
+        self
+    }
+
+    /// Traces to `topic` instead of `RMQ_SYS_TRACE_TOPIC` (turns tracing on).
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.trace_topic = Some(topic.into());
+        self
+    }
+
     /// Starts the producer.
     pub async fn start(self) -> Result<TransactionProducer> {
-        let builder = Producer::builder(self.group).settings(self.settings);
+        let mut builder = Producer::builder(self.group).settings(self.settings);
+        if let Some(topic) = self.trace_topic {
+            builder = builder.trace_topic(topic);
+        }
         let builder = match self.instance {
             Some(i) => builder.instance(i),
             None => builder.options(self.options),
@@ -182,6 +211,7 @@ impl TransactionProducer {
             instance: None,
             settings: ProducerSettings::default(),
             checker: None,
+            trace_topic: None,
         }
     }
 
@@ -267,5 +297,7 @@ async fn end_transaction(
         ),
     };
     let req = RemotingCommand::request_with_header(RequestCode::EndTransaction, &header);
-    instance.invoke_oneway(&addr, req).await
+    instance.invoke_oneway(&addr, req).await?;
+    producer.trace_end_transaction(topic, result, state.trace_name(), &addr);
+    Ok(())
 }

@@ -236,6 +236,16 @@ enum AdminSub {
         #[arg(short = 't', long = "topic")]
         topic: Option<String>,
     },
+    /// Print the message trace of a message id (Pub, SubBefore, SubAfter, EndTransaction).
+    #[command(name = "queryMsgTraceById")]
+    QueryMsgTraceById {
+        /// Message id (the producer's UNIQ_KEY).
+        #[arg(short = 'i', long = "msgId")]
+        msg_id: String,
+        /// Trace topic.
+        #[arg(short = 't', long = "traceTopic", default_value = naming::TRACE_TOPIC)]
+        trace_topic: String,
+    },
     /// List messages of a topic by key.
     #[command(name = "queryMsgByKey")]
     QueryMsgByKey {
@@ -541,6 +551,10 @@ impl Ctx {
                 end,
                 max,
             } => self.query_msg_by_key(&topic, &key, begin, end, max).await,
+            AdminSub::QueryMsgTraceById {
+                msg_id,
+                trace_topic,
+            } => self.query_msg_trace(msg_id.trim(), &trace_topic).await,
             AdminSub::QueryMsgByOffset {
                 topic,
                 broker_name,
@@ -1353,6 +1367,70 @@ impl Ctx {
             .map(message_text)
             .collect::<Vec<_>>()
             .join("\n"))
+    }
+
+    async fn query_msg_trace(&self, msg_id: &str, trace_topic: &str) -> Result<String> {
+        let records = self
+            .admin
+            .query_msg_trace(msg_id, trace_topic)
+            .await
+            .map_err(plain)?;
+        if records.is_empty() {
+            bail!("no trace of message {msg_id} in {trace_topic}");
+        }
+        if self.json {
+            return Ok(pretty(&json!(records
+                .iter()
+                .map(|r| json!({
+                    "traceType": r.trace_type.as_str(),
+                    "timestamp": r.timestamp,
+                    "group": r.group,
+                    "topic": r.topic,
+                    "msgId": r.msg_id,
+                    "offsetMsgId": r.offset_msg_id,
+                    "tags": r.tags,
+                    "keys": r.keys,
+                    "storeHost": r.store_host,
+                    "clientHost": r.client_host,
+                    "costTime": r.cost_time,
+                    "success": r.success,
+                    "retryTimes": r.retry_times,
+                    "requestId": r.request_id,
+                    "transactionState": r.transaction_state,
+                }))
+                .collect::<Vec<_>>())));
+        }
+        let mut t = Table::new(&[
+            "#Type",
+            "#Group",
+            "#ClientHost",
+            "#Time",
+            "#CostTimes",
+            "#Status",
+        ]);
+        for r in &records {
+            let status = match r.trace_type {
+                ferrymq_protocol::trace::TraceType::EndTransaction => r.transaction_state.clone(),
+                ferrymq_protocol::trace::TraceType::SubBefore => {
+                    format!("received (retry {})", r.retry_times)
+                }
+                _ if r.success => "success".to_owned(),
+                _ => "failed".to_owned(),
+            };
+            t.row(vec![
+                r.trace_type.as_str().to_owned(),
+                r.group.clone(),
+                if r.client_host.is_empty() {
+                    r.store_host.clone()
+                } else {
+                    r.client_host.clone()
+                },
+                fmt::human_ms(r.timestamp),
+                format!("{}ms", r.cost_time),
+                status,
+            ]);
+        }
+        Ok(t.render())
     }
 
     async fn query_msg_by_key(

@@ -112,6 +112,11 @@ pub fn is_send_forbidden(topic: &str) -> bool {
 }
 
 /// Topics the broker keeps for itself (hidden from user listings).
+/// The default trace topic, or one a client named (`..._TRACE_TOPIC` by convention).
+pub fn is_trace_topic(topic: &str) -> bool {
+    topic == TRACE_TOPIC || topic.starts_with("RMQ_SYS_TRACE_TOPIC")
+}
+
 pub fn is_system_topic(topic: &str) -> bool {
     topic == AUTO_CREATE_TOPIC_KEY
         || NOT_ALLOWED_SEND_TOPICS.contains(&topic)

@@ -483,6 +483,28 @@ impl Admin {
         Ok(found)
     }
 
+    /// The trace of message `msg_id`: every record about it in `trace_topic`
+    /// (`RMQ_SYS_TRACE_TOPIC` unless the clients were told otherwise), oldest first. Records
+    /// in any RocketMQ client's format are read.
+    pub async fn query_msg_trace(
+        &self,
+        msg_id: &str,
+        trace_topic: &str,
+    ) -> Result<Vec<ferrymq_protocol::trace::TraceRecord>> {
+        let messages = self
+            .query_messages_by_key(trace_topic, msg_id, 64, 0, i64::MAX)
+            .await?;
+        let mut records: Vec<_> = messages
+            .iter()
+            .filter_map(|m| std::str::from_utf8(m.body()).ok())
+            .flat_map(ferrymq_protocol::trace::decode)
+            .filter(|r| r.msg_id == msg_id)
+            .collect();
+        records.sort_by_key(|r| r.timestamp);
+        records.dedup();
+        Ok(records)
+    }
+
     async fn query_index(
         &self,
         topic: &str,

@@ -42,7 +42,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
@@ -149,10 +149,29 @@ pub struct PushConsumerBuilder {
     instance: Option<ClientInstance>,
     settings: PushConsumerSettings,
     subscriptions: Vec<(String, Expression)>,
+    /// Message trace: the trace topic, when on.
+    trace_topic: Option<String>,
 }
 
 impl PushConsumerBuilder {
     client_option_setters!();
+
+    /// Records a trace of every consumption (SubBefore/SubAfter) to the trace topic
+    /// (RocketMQ's `enableMsgTrace`).
+    pub fn enable_msg_trace(mut self, on: bool) -> Self {
+        self.trace_topic = on.then(|| {
+            self.trace_topic
+                .take()
+                .unwrap_or_else(|| naming::TRACE_TOPIC.to_owned())
+        });
+        self
+    }
+
+    /// Traces to `topic` instead of `RMQ_SYS_TRACE_TOPIC` (turns tracing on).
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.trace_topic = Some(topic.into());
+        self
+    }
 
     /// Subscribes to `topic` (call once per topic; a later call for a topic replaces it).
     pub fn subscribe(
@@ -256,8 +275,15 @@ impl PushConsumerBuilder {
                 .unwrap_or_else(default_local_dir);
             OffsetStore::local(dir, instance.client_id(), &group)
         };
+        let trace = match self.trace_topic {
+            Some(topic) => {
+                Some(crate::trace::TraceDispatcher::start(instance.clone(), &group, topic).await?)
+            }
+            None => None,
+        };
         let stop = instance.stop_token().child_token();
         let inner = Arc::new(PushInner {
+            trace,
             permits: Arc::new(Semaphore::new(settings.consume_threads)),
             pool: ConsumePool::default(),
             fallback: Producer::internal(instance.clone()),
@@ -335,6 +361,8 @@ pub(crate) struct PushInner {
     fallback: Producer,
     /// When the consumer started (ms).
     started_ms: i64,
+    /// Message trace, when on.
+    trace: Option<crate::trace::TraceDispatcher>,
 }
 
 /// A running push consumer; cheap to clone. Dropping the last handle stops it, but only
@@ -363,6 +391,7 @@ impl PushConsumer {
             instance: None,
             settings: PushConsumerSettings::default(),
             subscriptions: Vec::new(),
+            trace_topic: None,
         }
     }
 
@@ -414,6 +443,9 @@ impl PushConsumer {
         }
         for pq in inner.queues.lock().drain().map(|(_, pq)| pq) {
             pq.drop_queue();
+        }
+        if let Some(trace) = &inner.trace {
+            trace.shutdown().await;
         }
         inner.instance.unregister_consumer(&inner.group).await;
         if inner.owns_instance {
@@ -760,13 +792,75 @@ impl PushInner {
     // ----- consumption ----------------------------------------------------------------------
 
     async fn call_listener(&self, msgs: &[MessageExt], ctx: &mut ConsumeContext) -> ConsumeResult {
+        let traced = self.trace.as_ref().map(|t| (t, self.trace_before(t, msgs)));
+        let started = Instant::now();
         let call = AssertUnwindSafe(self.listener.consume(msgs, ctx)).catch_unwind();
-        match call.await {
-            Ok(r) => r,
+        let (result, context_code) = match call.await {
+            Ok(r) => (r, if r == ConsumeResult::Success { 0 } else { 4 }),
             Err(_) => {
                 warn!(group = %self.group, "listener panicked; messages will be retried");
-                ConsumeResult::ReconsumeLater
+                (ConsumeResult::ReconsumeLater, 2)
             }
+        };
+        if let Some((trace, request_id)) = traced {
+            self.trace_after(
+                trace,
+                msgs,
+                &request_id,
+                started.elapsed(),
+                result,
+                context_code,
+            );
+        }
+        result
+    }
+
+    /// SubBefore records for one listener call (trace topic messages are never traced);
+    /// returns the request id that ties them to the SubAfter.
+    fn trace_before(&self, trace: &crate::trace::TraceDispatcher, msgs: &[MessageExt]) -> String {
+        use ferrymq_protocol::trace::{TraceRecord, TraceType};
+        let request_id = format!("{}-{}", self.instance.client_id(), crate::message::now_ms());
+        for m in msgs.iter().filter(|m| !naming::is_trace_topic(m.topic())) {
+            let mut r = TraceRecord::new(TraceType::SubBefore);
+            r.timestamp = crate::message::now_ms();
+            r.region_id = m
+                .property(ferrymq_protocol::message::properties::keys::MSG_REGION)
+                .unwrap_or("DefaultRegion")
+                .to_owned();
+            r.group = self.group.clone();
+            r.request_id = request_id.clone();
+            r.msg_id = m.msg_id().to_owned();
+            r.retry_times = m.reconsume_times;
+            r.keys = m.keys().join(" ");
+            r.client_host = self.instance.client_id().to_owned();
+            trace.record(r);
+        }
+        request_id
+    }
+
+    /// SubAfter records: the verdict and how long the call took (Java's context code: 0
+    /// success, 2 exception, 4 failed).
+    fn trace_after(
+        &self,
+        trace: &crate::trace::TraceDispatcher,
+        msgs: &[MessageExt],
+        request_id: &str,
+        cost: Duration,
+        result: ConsumeResult,
+        context_code: i32,
+    ) {
+        use ferrymq_protocol::trace::{TraceRecord, TraceType};
+        for m in msgs.iter().filter(|m| !naming::is_trace_topic(m.topic())) {
+            let mut r = TraceRecord::new(TraceType::SubAfter);
+            r.request_id = request_id.to_owned();
+            r.msg_id = m.msg_id().to_owned();
+            r.cost_time = cost.as_millis() as i64;
+            r.success = result == ConsumeResult::Success;
+            r.keys = m.keys().join(" ");
+            r.context_code = context_code;
+            r.timestamp = crate::message::now_ms();
+            r.group = self.group.clone();
+            trace.record(r);
         }
     }
 
