@@ -494,7 +494,14 @@ async fn heartbeat(s: &BrokerState, link: &ControllerLink, me: u64) -> Result<()
             broker_name: cfg.broker_name.clone(),
             broker_id: Some(me as i64),
             // The epoch of this log's newest data and its end: what the controller elects by.
-            epoch: Some(s.store.epoch_entries().last().map_or(0, |e| e.epoch)),
+            epoch: Some(
+                s.store
+                    .epoch_entries()
+                    .iter()
+                    .rev()
+                    .find(|e| e.start_offset <= max)
+                    .map_or(0, |e| e.epoch),
+            ),
             max_offset: Some(max),
             confirm_offset: Some(max),
             heartbeat_timeout_mills: Some(cfg.controller_heart_beat_timeout_mills as i64),
@@ -524,8 +531,16 @@ impl RoleLoop {
         })
     }
 
-    /// Takes the role the controller's view gives this broker.
+    /// Takes the role the controller's view gives this broker. A view older than the last
+    /// one (a lagging or deposed controller answered) is ignored: epochs only go forward.
     async fn apply(&mut self, view: GroupView) {
+        if let Some(prev) = &self.view {
+            let age = |v: &GroupView| (v.master_epoch, v.sync_state_set.sync_state_set_epoch);
+            if age(&view) < age(prev) {
+                tracing::debug!(?view, ?prev, "ignoring an older controller view");
+                return;
+            }
+        }
         self.view = Some(view.clone());
         match view.master_id {
             Some(m) if m == self.me => {
@@ -573,8 +588,7 @@ impl RoleLoop {
     }
 
     async fn become_master(&mut self, epoch: i32) {
-        let cfg = self.s.config();
-        let role = BrokerRole::parse(cfg.elected_role()).unwrap_or(BrokerRole::SyncMaster);
+        let role = BrokerRole::parse(self.s.elected_role).unwrap_or(BrokerRole::SyncMaster);
         let store = self.s.store.clone();
         let switched = tokio::task::spawn_blocking(move || store.become_master(role, epoch)).await;
         match switched {
@@ -591,7 +605,7 @@ impl RoleLoop {
         let was_master = matches!(self.role, Role::Master { .. });
         self.role = Role::Master { epoch };
         self.joining = None;
-        self.set_config(cfg.elected_role(), 0);
+        self.set_config(self.s.elected_role, 0);
         self.s.master_addr.send_replace(None);
         if !was_master {
             self.role_tasks.switch(&self.s, false);
@@ -684,7 +698,7 @@ impl RoleLoop {
             .ha_server_addr
             .filter(|a| !a.is_empty())
             .ok_or_else(|| "the master did not say where it replicates".to_owned())?;
-        let epochs = cache
+        let epochs: Vec<Epoch> = cache
             .epoch_list
             .iter()
             .map(|e| Epoch {
@@ -692,6 +706,19 @@ impl RoleLoop {
                 start_offset: e.start_offset,
             })
             .collect();
+        // The list decides what this log cuts: refuse anything but a well-formed history.
+        let ordered = epochs
+            .windows(2)
+            .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset);
+        let in_range = epochs
+            .iter()
+            .all(|e| e.start_offset >= 0 && e.start_offset <= cache.max_offset);
+        if !ordered || !in_range || cache.max_offset < 0 {
+            return Err(format!(
+                "the master's epochs are malformed: {:?} (max offset {})",
+                cache.epoch_list, cache.max_offset
+            ));
+        }
         Ok((epochs, cache.max_offset, ha))
     }
 
@@ -750,6 +777,7 @@ impl RoleLoop {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "SyncStateSet change failed");
+                self.last_poll = Instant::now() - Duration::from_secs(3600);
                 false
             }
         }
@@ -772,8 +800,12 @@ impl RoleLoop {
                 let mut grown = current.clone();
                 grown.insert(id);
                 self.joining = None;
-                self.alter(cfg, grown).await;
-                self.sync_local_set();
+                // On failure the replica stays in the local set: the controller may have
+                // taken the change anyway (an answer lost in transit), and counting a replica
+                // too many only makes puts wait longer. The next view decides.
+                if self.alter(cfg, grown).await {
+                    self.sync_local_set();
+                }
             } else if replica(id).is_none() || since.elapsed() > limit {
                 self.joining = None;
                 self.sync_local_set();

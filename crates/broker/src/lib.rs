@@ -193,6 +193,8 @@ impl Broker {
         );
         let picked_ports = config.listen_port == 0;
         let controller_mode = config.enable_controller_mode;
+        // Read before brokerRole is forced to SLAVE below: what an elected master becomes.
+        let elected_role = config.elected_role();
         if controller_mode {
             // Every controller-mode broker starts as a slave; the controller makes one master.
             config.broker_role = "SLAVE".to_owned();
@@ -352,6 +354,7 @@ impl Broker {
             config_dir,
             auth,
             controller_broker_id,
+            elected_role,
             role_changed: tokio::sync::Notify::new(),
             metrics: metrics::BrokerMetrics::new(config.metrics_addr().is_some()),
             config: std::sync::RwLock::new(Arc::new(config)),

@@ -66,6 +66,9 @@ pub struct BrokerState {
     pub auth: Arc<ferrymq_auth::AuthStore>,
     /// Controller mode: the id the controller assigned this broker (`None` otherwise).
     pub controller_broker_id: Option<u64>,
+    /// Controller mode: the role this broker takes when elected (SYNC_MASTER or ASYNC_MASTER,
+    /// from `brokerRole`/`allAckInSyncStateSet` as configured).
+    pub elected_role: &'static str,
     /// Controller mode: wakes the role loop (NOTIFY_BROKER_ROLE_CHANGED arrived).
     pub role_changed: Notify,
     /// Counters behind `/metrics`.

@@ -277,6 +277,10 @@ impl ControllerService {
                     broker_name.to_owned(),
                 )));
             }
+            if chosen.is_none() && set.master.is_none() {
+                // Still nobody to elect: nothing to record.
+                return Ok(set);
+            }
             match self
                 .propose(Command::ElectMaster {
                     broker_name: broker_name.to_owned(),
@@ -345,6 +349,15 @@ impl ControllerService {
         }
         let sets: Vec<BrokerSet> = self.replicas.read().sets.values().cloned().collect();
         for set in sets {
+            // A set left without a master (nobody was electable) is retried every scan, so
+            // it gets one as soon as an in-sync replica is back.
+            let orphan = set.master.is_none() && !set.members.is_empty();
+            if orphan {
+                if let Err(e) = self.elect(&set.broker_name, None).await {
+                    tracing::debug!(broker = %set.broker_name, why = %e, "no master yet");
+                }
+                continue;
+            }
             if self.master_is_dead(&set) {
                 tracing::warn!(
                     broker = %set.broker_name,
@@ -368,6 +381,17 @@ impl ControllerService {
         } else {
             Err(Rejection::NotLeader.response(request))
         }
+    }
+
+    /// Before answering from the applied state: confirms leadership with a quorum and waits
+    /// until everything committed is applied, so a new or deposed leader never hands out a
+    /// view older than one a broker already acted on.
+    async fn linearizable(&self, request: &RemotingCommand) -> Result<(), RemotingCommand> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map(|_| ())
+            .map_err(|_| Rejection::NotLeader.response(request))
     }
 
     async fn serve(
@@ -394,6 +418,15 @@ impl ControllerService {
             return Ok(RemotingCommand::unsupported(request));
         }
         self.require_leader(request)?;
+        if matches!(
+            code,
+            RequestCode::ControllerGetReplicaInfo
+                | RequestCode::ControllerGetSyncStateData
+                | RequestCode::ControllerGetNextBrokerId
+                | RequestCode::ControllerRegisterBroker
+        ) {
+            self.linearizable(request).await?;
+        }
         match code {
             RequestCode::BrokerHeartbeat => {
                 let h: BrokerHeartbeatRequestHeader = header(request)?;

@@ -90,16 +90,13 @@ impl EpochFile {
         self.save()
     }
 
-    /// Takes over the master's epochs that start within this log (`max_offset`), after the
-    /// log was cut to where it agrees with the master.
-    pub fn adopt(&mut self, master: &[Epoch], max_offset: i64) -> Result<()> {
-        let adopted: Vec<Epoch> = master
-            .iter()
-            .copied()
-            .filter(|e| e.start_offset <= max_offset)
-            .collect();
-        if adopted != self.entries {
-            self.entries = adopted;
+    /// Takes over the master's epochs after the log was cut to where it agrees with the
+    /// master. Epochs starting past this log's end are kept too: replication is about to
+    /// bring their data, and an epoch this log has no data of yet ends at the log's end in
+    /// [`consistent_end`], so it never causes a cut.
+    pub fn adopt(&mut self, master: &[Epoch]) -> Result<()> {
+        if master != self.entries.as_slice() {
+            self.entries = master.to_vec();
             self.save()?;
         }
         Ok(())
@@ -123,8 +120,8 @@ impl EpochFile {
 
 /// Where a replica's log (`local`, ending at `local_max`) stops agreeing with its master's
 /// (`master`, ending at `master_max`): the end of the last epoch both have with the same
-/// start, whichever log ends it first. `None` when there is nothing to compare (this log has
-/// no epochs: it never served in controller mode), so nothing is cut.
+/// start, whichever log ends it first. For a log without epochs (from before controller mode)
+/// only data past the master's first epoch is cut; `None` means nothing to cut.
 pub fn consistent_end(
     local: &[Epoch],
     local_max: i64,
@@ -134,7 +131,12 @@ pub fn consistent_end(
     let end_of =
         |list: &[Epoch], i: usize, max: i64| list.get(i + 1).map_or(max, |next| next.start_offset);
     if local.is_empty() {
-        return None;
+        // A log from before controller mode: what precedes the master's first epoch may be
+        // shared (a classic slave's copy), what follows it cannot be.
+        return master
+            .first()
+            .filter(|m| m.start_offset < local_max)
+            .map(|m| m.start_offset);
     }
     for (li, l) in local.iter().enumerate().rev() {
         if let Some(mi) = master.iter().position(|m| *m == *l) {
@@ -178,7 +180,15 @@ mod tests {
         let local = [e(1, 0), e(3, 2000)];
         let master = [e(1, 0), e(4, 1800)];
         assert_eq!(consistent_end(&local, 2500, &master, 5000), Some(1800));
-        assert_eq!(consistent_end(&[], 2500, &master, 5000), None);
+        assert_eq!(consistent_end(&[], 2500, &master, 5000), Some(0));
+        assert_eq!(consistent_end(&[], 900, &[e(1, 1000)], 5000), None);
+        assert_eq!(consistent_end(&[], 1500, &[e(1, 1000)], 5000), Some(1000));
+        // An adopted epoch this log has no data of yet ends at this log's end: no cut.
+        let adopted = [e(1, 0), e(2, 950)];
+        assert_eq!(
+            consistent_end(&adopted, 900, &[e(1, 0), e(2, 950), e(3, 2000)], 3000),
+            Some(900)
+        );
         assert_eq!(consistent_end(&[e(7, 10)], 2500, &master, 5000), Some(0));
     }
 
@@ -195,10 +205,10 @@ mod tests {
             EpochFile::load(&path).unwrap().entries(),
             &[e(1, 0), e(2, 600)]
         );
-        f.adopt(&[e(1, 0), e(3, 550), e(4, 900)], 700).unwrap();
+        f.adopt(&[e(1, 0), e(3, 550), e(4, 900)]).unwrap();
         assert_eq!(
             EpochFile::load(&path).unwrap().entries(),
-            &[e(1, 0), e(3, 550)]
+            &[e(1, 0), e(3, 550), e(4, 900)]
         );
         fs::write(&path, "2 10\n1 20\n").unwrap();
         assert!(EpochFile::load(&path).is_err());

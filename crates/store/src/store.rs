@@ -338,12 +338,21 @@ impl MessageStore {
     /// by a slave's acknowledgement.
     fn append(&self, wait: bool, put: impl FnOnce(&mut Appender) -> PutMessageResult) -> PutHandle {
         let asked = Instant::now();
-        let mut result = {
+        // The role as it is under the writer lock decides both whether to write and whether
+        // to wait for replicas: a master stepping down takes this lock once after changing
+        // its role, so a put that saw the master role here is waited for (and, with the
+        // replication gone, never answered PUT_OK), and any later one is refused.
+        let (role, mut result) = {
             let mut guard = self.appender.lock();
-            match guard.as_mut() {
+            let role = self.inner.role.get();
+            let result = match guard.as_mut() {
                 None => PutMessageResult::failed(
                     PutMessageStatus::ServiceNotAvailable,
                     "message store is shut down",
+                ),
+                Some(_) if role == BrokerRole::Slave => PutMessageResult::failed(
+                    PutMessageStatus::ServiceNotAvailable,
+                    "this broker is a slave: messages are written to its master",
                 ),
                 // A put that waited this long for the writer is refused unwritten: the producer
                 // retries elsewhere instead of piling onto a stalled writer (RocketMQ's queue
@@ -355,7 +364,8 @@ impl MessageStore {
                     )
                 }
                 Some(appender) => put(appender),
-            }
+            };
+            (role, result)
         };
         if !result.status.is_stored() {
             self.inner.put_failures.fetch_add(1, Ordering::Relaxed);
@@ -364,7 +374,7 @@ impl MessageStore {
         self.inner.dispatch_signal.notify();
         // Only SYNC_MASTER puts look at replication; every other put skips it on one compare.
         let replica = match &result.append {
-            Some(a) if wait && self.inner.role.get() == BrokerRole::SyncMaster => {
+            Some(a) if wait && role == BrokerRole::SyncMaster => {
                 match &*self.ha.read() {
                     Some(HaService::Master(ha)) => match ha.wait_for_slave(a.end_offset()) {
                         Ok(rx) => Some(rx),
@@ -823,30 +833,37 @@ impl MessageStore {
                 "become_master needs a master role".into(),
             ));
         }
-        let old = self.ha.write().take();
-        let was_master = matches!(old, Some(HaService::Master(_)));
-        if let (Some(ha), false) = (&old, was_master) {
-            ha.shutdown();
-        }
-        let end = self.settle_dispatch()?;
-        if !was_master {
-            self.truncate_tail(end)?;
-        }
-        if let Some(epochs) = self.epochs.lock().as_mut() {
-            if epochs.last_epoch().is_none_or(|e| e < epoch) {
-                epochs.begin(epoch, self.inner.commit_log.max_offset())?;
+        let record_epoch = || -> Result<()> {
+            if let Some(epochs) = self.epochs.lock().as_mut() {
+                if epochs.last_epoch().is_none_or(|e| e < epoch) {
+                    epochs.begin(epoch, self.inner.commit_log.max_offset())?;
+                }
             }
-        }
-        self.inner.role.set(role);
-        let ha = match (old, self.inner.config.ha_listen_addr) {
-            (Some(HaService::Master(m)), _) => Some(HaService::Master(m)),
-            (_, Some(addr)) => Some(HaService::Master(HaMaster::start(
-                self.inner.clone(),
-                addr,
-            )?)),
-            (_, None) => None,
+            Ok(())
         };
-        *self.ha.write() = ha;
+        if self.role() != BrokerRole::Slave {
+            // Re-elected while serving: same log, a new epoch from here; nothing to cut.
+            record_epoch()?;
+            self.inner.role.set(role);
+        } else {
+            let old = self.ha.write().take();
+            if let Some(ha) = old {
+                ha.shutdown();
+            }
+            let end = self.settle_dispatch()?;
+            self.truncate_tail(end)?;
+            record_epoch()?;
+            let ha = match self.inner.config.ha_listen_addr {
+                Some(addr) => Some(HaService::Master(HaMaster::start(
+                    self.inner.clone(),
+                    addr,
+                )?)),
+                None => None,
+            };
+            *self.ha.write() = ha;
+            // Last: writes are taken only once replication can acknowledge them.
+            self.inner.role.set(role);
+        }
         tracing::info!(
             role = role.name(),
             epoch,
@@ -865,7 +882,9 @@ impl MessageStore {
         // Taking the writer once waits for an append in flight, after which none can start.
         drop(self.appender.lock());
         // Serving slaves or replicating from a master that is no longer the master: both end.
-        if let Some(ha) = self.ha.write().take() {
+        // The lock is released first: shutting down joins threads, and puts read it.
+        let old = self.ha.write().take();
+        if let Some(ha) = old {
             ha.shutdown();
         }
         Ok(())
@@ -880,13 +899,14 @@ impl MessageStore {
                 "reconcile only a slave that is not replicating".into(),
             ));
         }
-        let mut guard = self.epochs.lock();
-        let Some(epochs) = guard.as_mut() else {
+        // The epochs lock is not held while the dispatcher settles or the log is cut: the
+        // heartbeat reads the epochs meanwhile.
+        let Some(local) = self.epochs.lock().as_ref().map(|e| e.entries().to_vec()) else {
             return Ok(None);
         };
         let local_max = self.settle_dispatch()?;
         let mut cut = None;
-        if let Some(end) = consistent_end(epochs.entries(), local_max, master, master_max) {
+        if let Some(end) = consistent_end(&local, local_max, master, master_max) {
             if end < local_max {
                 tracing::warn!(
                     from = end,
@@ -897,7 +917,9 @@ impl MessageStore {
                 cut = Some(end);
             }
         }
-        epochs.adopt(master, self.inner.commit_log.max_offset())?;
+        if let Some(epochs) = self.epochs.lock().as_mut() {
+            epochs.adopt(master)?;
+        }
         Ok(cut)
     }
 
@@ -1011,7 +1033,8 @@ impl MessageStore {
     pub fn shutdown(&self) -> Result<()> {
         let first = self.inner.running.swap(false, Ordering::AcqRel);
         // Replication first: a slave's thread appends, a master's threads read the log.
-        if let Some(ha) = self.ha.write().take() {
+        let old = self.ha.write().take();
+        if let Some(ha) = old {
             ha.shutdown();
         }
         let mut t = self.threads.lock();

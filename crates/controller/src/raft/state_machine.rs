@@ -71,6 +71,9 @@ impl StateMachine {
     }
 
     fn current(&self) -> StoredSnapshot {
+        // Both under their locks at once, in `apply`'s order: a snapshot labelled with a log
+        // id holds exactly the state up to it.
+        let replicas = self.replicas.read();
         let (last, membership) = self.applied.read().clone();
         StoredSnapshot {
             meta: Meta {
@@ -78,7 +81,7 @@ impl StateMachine {
                 last_membership: membership,
                 snapshot_id: last.map_or_else(|| "empty".to_owned(), |l| l.to_string()),
             },
-            replicas: self.replicas.read().clone(),
+            replicas: replicas.clone(),
         }
     }
 
@@ -87,7 +90,11 @@ impl StateMachine {
             serde_json::to_vec(snapshot).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+            // A temp file of its own: a snapshot being built and one being installed may
+            // be written at the same time.
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!("{SNAPSHOT_FILE}.{n}.tmp"));
             let mut f = fs::File::create(&tmp)?;
             io::Write::write_all(&mut f, &data)?;
             f.sync_all()?;
