@@ -280,15 +280,19 @@ impl MappedFile {
     /// [`MappedFile::truncate_to`] for a running log: only `[pos, wrote_position)` can hold
     /// bytes (everything past the writer's position is still zero), so only that is cleared,
     /// instead of reading a whole segment of mostly untouched pages.
-    pub fn truncate_written_to(&self, pos: usize) {
+    /// The zeroes are written back at once: the flusher only syncs up to the written
+    /// position, and a cut tail must not come back after a power loss.
+    pub fn truncate_written_to(&self, pos: usize) -> io::Result<()> {
         let pos = pos.min(self.size);
         let end = self.wrote_position().min(self.size);
         if end > pos {
             // SAFETY: the caller holds the writer, and nobody reads past the published end.
             unsafe { self.write_area(pos, end - pos) }.fill(0);
+            self.map.flush_range(pos, end - pos)?;
         }
         self.set_wrote_position(pos);
         self.set_flushed_position(pos.min(self.flushed_position()));
+        Ok(())
     }
 
     pub fn last_modified(&self) -> Option<SystemTime> {
@@ -477,7 +481,8 @@ impl MappedFileQueue {
             if f.end_offset() <= offset {
                 keep.push(f);
             } else if f.file_from_offset() <= offset {
-                f.truncate_written_to((offset - f.file_from_offset()) as usize);
+                f.truncate_written_to((offset - f.file_from_offset()) as usize)
+                    .context(|| format!("cut {}", f.path().display()))?;
                 keep.push(f);
             } else {
                 f.destroy()?;
