@@ -77,6 +77,16 @@ impl Action {
     }
 }
 
+/// Every user request names a user; a blank name is refused as Java does.
+fn require_username(username: &str) -> Result<(), AuthAdminError> {
+    if username.trim().is_empty() {
+        return Err(AuthAdminError::InvalidParameter(
+            "The username is blank".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn canonical<'a>(names: &[&'a str], text: Option<&str>) -> Option<&'a str> {
     let text = text?.trim();
     names.iter().copied().find(|n| n.eq_ignore_ascii_case(text))
@@ -480,11 +490,7 @@ impl AuthStore {
         info: UserInfo,
         caller: Option<&str>,
     ) -> Result<(), AuthAdminError> {
-        if username.trim().is_empty() {
-            return Err(AuthAdminError::InvalidParameter(
-                "The username is blank".into(),
-            ));
-        }
+        require_username(username)?;
         self.mutate(|s| {
             let user_type = canonical(&USER_TYPES, info.user_type.as_deref()).unwrap_or("Normal");
             if user_type == "Super" && !Self::caller_is_super(s, caller) {
@@ -520,11 +526,7 @@ impl AuthStore {
         info: UserInfo,
         caller: Option<&str>,
     ) -> Result<(), AuthAdminError> {
-        if username.trim().is_empty() {
-            return Err(AuthAdminError::InvalidParameter(
-                "The username is blank".into(),
-            ));
-        }
+        require_username(username)?;
         self.mutate(|s| {
             let caller_super = Self::caller_is_super(s, caller);
             let old = s
@@ -554,11 +556,7 @@ impl AuthStore {
 
     /// AUTH_DELETE_USER: idempotent; the user's ACL goes too.
     pub fn delete_user(&self, username: &str, caller: Option<&str>) -> Result<(), AuthAdminError> {
-        if username.trim().is_empty() {
-            return Err(AuthAdminError::InvalidParameter(
-                "The username is blank".into(),
-            ));
-        }
+        require_username(username)?;
         if !self.snapshot().users.contains_key(username) {
             return Ok(());
         }
@@ -578,11 +576,7 @@ impl AuthStore {
 
     /// AUTH_GET_USER.
     pub fn get_user(&self, username: &str) -> Result<Option<UserInfo>, AuthAdminError> {
-        if username.trim().is_empty() {
-            return Err(AuthAdminError::InvalidParameter(
-                "The username is blank".into(),
-            ));
-        }
+        require_username(username)?;
         Ok(self.snapshot().users.get(username).map(|u| u.info.clone()))
     }
 

@@ -187,14 +187,10 @@ impl Ctx {
                     user_type: Some(user_type.unwrap_or_else(|| "Normal".to_owned())),
                     user_status: None,
                 };
-                let brokers = self.target_members(&target).await?;
-                for addr in &brokers {
-                    self.admin
-                        .create_user(addr, &user)
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                }
-                Ok(self.done("create user", &brokers))
+                self.write_each(&target, "create user", async |addr| {
+                    self.admin.create_user(addr, &user).await
+                })
+                .await
             }
             AclSub::UpdateUser {
                 target,
@@ -212,81 +208,58 @@ impl Ctx {
                     user_type,
                     user_status,
                 };
-                let brokers = self.target_members(&target).await?;
-                for addr in &brokers {
-                    self.admin
-                        .update_user(addr, &user)
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                }
-                Ok(self.done("update user", &brokers))
+                self.write_each(&target, "update user", async |addr| {
+                    self.admin.update_user(addr, &user).await
+                })
+                .await
             }
             AclSub::DeleteUser { target, username } => {
-                let brokers = self.target_members(&target).await?;
-                for addr in &brokers {
-                    self.admin
-                        .delete_user(addr, username.trim())
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                }
-                Ok(self.done("delete user", &brokers))
+                self.write_each(&target, "delete user", async |addr| {
+                    self.admin.delete_user(addr, username.trim()).await
+                })
+                .await
             }
             AclSub::GetUser { target, username } => {
-                let mut users = Vec::new();
-                for addr in self.target_masters(&target).await? {
-                    let user = self
-                        .admin
-                        .get_user(&addr, username.trim())
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                    users.extend(user);
-                }
+                let users = self
+                    .read_masters(&target, async |addr| {
+                        self.admin.get_user(addr, username.trim()).await
+                    })
+                    .await?;
                 if users.is_empty() {
                     bail!("user [{}] not found", username.trim());
                 }
                 self.users(users)
             }
             AclSub::ListUser { target, filter } => {
-                let mut users = Vec::new();
-                for addr in self.target_masters(&target).await? {
-                    let found = self
-                        .admin
-                        .list_users(&addr, filter.as_deref().map(str::trim))
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                    users.extend(found);
-                }
+                let users = self
+                    .read_masters(&target, async |addr| {
+                        self.admin
+                            .list_users(addr, filter.as_deref().map(str::trim))
+                            .await
+                    })
+                    .await?;
                 self.users(users)
             }
             AclSub::CreateAcl { target, acl } => {
                 let acl = acl.info();
-                let brokers = self.target_members(&target).await?;
-                for addr in &brokers {
-                    self.admin
-                        .create_acl(addr, &acl)
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                }
-                Ok(self.done("create acl", &brokers))
+                self.write_each(&target, "create acl", async |addr| {
+                    self.admin.create_acl(addr, &acl).await
+                })
+                .await
             }
             AclSub::UpdateAcl { target, acl } => {
                 let acl = acl.info();
-                let brokers = self.target_members(&target).await?;
-                for addr in &brokers {
-                    self.admin
-                        .update_acl(addr, &acl)
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                }
-                Ok(self.done("update acl", &brokers))
+                self.write_each(&target, "update acl", async |addr| {
+                    self.admin.update_acl(addr, &acl).await
+                })
+                .await
             }
             AclSub::DeleteAcl {
                 target,
                 subject,
                 resource,
             } => {
-                let brokers = self.target_members(&target).await?;
-                for addr in &brokers {
+                self.write_each(&target, "delete acl", async |addr| {
                     self.admin
                         .delete_acl(
                             addr,
@@ -295,20 +268,15 @@ impl Ctx {
                             resource.as_deref().map(str::trim),
                         )
                         .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                }
-                Ok(self.done("delete acl", &brokers))
+                })
+                .await
             }
             AclSub::GetAcl { target, subject } => {
-                let mut acls = Vec::new();
-                for addr in self.target_masters(&target).await? {
-                    let acl = self
-                        .admin
-                        .get_acl(&addr, subject.trim())
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                    acls.extend(acl);
-                }
+                let acls = self
+                    .read_masters(&target, async |addr| {
+                        self.admin.get_acl(addr, subject.trim()).await
+                    })
+                    .await?;
                 if acls.is_empty() {
                     bail!("acl of [{}] not found", subject.trim());
                 }
@@ -319,25 +287,55 @@ impl Ctx {
                 subject,
                 resource,
             } => {
-                let mut acls = Vec::new();
-                for addr in self.target_masters(&target).await? {
-                    let found = self
-                        .admin
-                        .list_acls(
-                            &addr,
-                            subject.as_deref().map(str::trim),
-                            resource.as_deref().map(str::trim),
-                        )
-                        .await
-                        .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
-                    acls.extend(found);
-                }
+                let acls = self
+                    .read_masters(&target, async |addr| {
+                        self.admin
+                            .list_acls(
+                                addr,
+                                subject.as_deref().map(str::trim),
+                                resource.as_deref().map(str::trim),
+                            )
+                            .await
+                    })
+                    .await?;
                 self.acls(acls)
             }
         }
     }
 
     /// mqadmin's "<what> to <addr> success." lines, or JSON.
+    /// Sends one write to every broker the target names (each keeps its own copy).
+    async fn write_each(
+        &self,
+        target: &Target,
+        what: &str,
+        write: impl AsyncFn(&str) -> ferrymq_client::Result<()>,
+    ) -> Result<String> {
+        let brokers = self.target_members(target).await?;
+        for addr in &brokers {
+            write(addr)
+                .await
+                .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
+        }
+        Ok(self.done(what, &brokers))
+    }
+
+    /// Asks every master the target names and gathers the answers.
+    async fn read_masters<T, I: IntoIterator<Item = T>>(
+        &self,
+        target: &Target,
+        read: impl AsyncFn(&str) -> ferrymq_client::Result<I>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        for addr in self.target_masters(target).await? {
+            let found = read(&addr)
+                .await
+                .map_err(|e| ctx_err(format!("broker {addr}"), &e))?;
+            all.extend(found);
+        }
+        Ok(all)
+    }
+
     fn done(&self, what: &str, brokers: &[String]) -> String {
         if self.json {
             return pretty(&json!({ "brokers": brokers }));
