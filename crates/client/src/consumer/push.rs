@@ -819,7 +819,15 @@ impl PushInner {
     /// returns the request id that ties them to the SubAfter.
     fn trace_before(&self, trace: &crate::trace::TraceDispatcher, msgs: &[MessageExt]) -> String {
         use ferrymq_protocol::trace::{TraceRecord, TraceType};
-        let request_id = format!("{}-{}", self.instance.client_id(), crate::message::now_ms());
+        // Unique per call (Java uses a UUID): concurrent calls in one millisecond must not
+        // share an id, or their SubBefore and SubAfter records could not be paired.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let request_id = format!(
+            "{}-{}-{}",
+            self.instance.client_id(),
+            crate::message::now_ms(),
+            CALLS.fetch_add(1, Ordering::Relaxed)
+        );
         for m in msgs.iter().filter(|m| !naming::is_trace_topic(m.topic())) {
             let mut r = TraceRecord::new(TraceType::SubBefore);
             r.timestamp = crate::message::now_ms();
