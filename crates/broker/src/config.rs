@@ -145,6 +145,10 @@ properties_struct! {
         metrics_prom_exporter_port: u16 = 5557 => "metricsPromExporterPort",
         /// ferrymq's short name for `metricsPromExporterPort` (wins when both are set).
         metrics_port: Option<u16> = None => "metricsPort",
+        /// Serve the built-in web dashboard (ferrymq's own key).
+        dashboard_enable: bool = true => "dashboardEnable",
+        /// Its HTTP port; unset: 8080 when free (a warning when taken), set: must bind.
+        dashboard_port: Option<u16> = None => "dashboardPort",
     }
 }
 

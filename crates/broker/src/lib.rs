@@ -18,6 +18,7 @@ mod registration;
 mod schedule;
 mod slave_sync;
 pub mod state;
+pub mod stats;
 pub mod subscription_groups;
 pub mod timer;
 pub mod topic_table;
@@ -39,7 +40,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::BrokerConfig;
-use state::{BrokerState, BrokerStats};
+use state::BrokerState;
+use stats::BrokerStats;
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -431,6 +433,7 @@ impl Broker {
         }
         tasks.spawn(persist_offsets_loop(state.clone(), stop.clone()));
         tasks.spawn(expire_clients_loop(state.clone(), stop.clone()));
+        tasks.spawn(sample_traffic_loop(state.clone(), stop.clone()));
         tracing::info!(
             broker = %state.config().broker_name,
             cluster = %state.config().broker_cluster_name,
@@ -536,6 +539,18 @@ async fn persist_offsets_loop(s: Arc<BrokerState>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => s.persist_offsets().await,
+        }
+    }
+}
+
+/// Reads the put/get counters once a second for runtime info's TPS figures.
+async fn sample_traffic_loop(s: Arc<BrokerState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => s.stats.sample(Instant::now(), stats::utc_day_now()),
         }
     }
 }

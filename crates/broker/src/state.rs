@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,15 +22,9 @@ use crate::config::BrokerConfig;
 use crate::long_polling::ArrivalSignals;
 use crate::offsets::ConsumerOffsets;
 use crate::queue_lock::QueueLocks;
+use crate::stats::BrokerStats;
 use crate::subscription_groups::SubscriptionGroups;
 use crate::topic_table::TopicTable;
-
-/// Counters for GET_BROKER_RUNTIME_INFO.
-#[derive(Default)]
-pub struct BrokerStats {
-    pub msg_put_total: AtomicU64,
-    pub msg_get_total: AtomicU64,
-}
 
 pub struct BrokerState {
     /// Current configuration; runtime-changeable keys can be replaced by UPDATE_BROKER_CONFIG.

@@ -2,20 +2,10 @@
 //! persisted in `config/subscriptionGroup.json` in RocketMQ's shape. Groups are auto-created on
 //! first heartbeat or pull when `autoCreateSubscriptionGroup` is on, as RocketMQ does.
 
-use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use ferrymq_protocol::body::{DataVersion, SubscriptionGroupConfig};
-use serde::{Deserialize, Serialize};
-
-/// subscriptionGroup.json / GET_ALL_SUBSCRIPTIONGROUP_CONFIG body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SubscriptionGroupWrapper {
-    pub data_version: DataVersion,
-    pub forbidden_table: BTreeMap<String, BTreeMap<String, i32>>,
-    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
-}
+use ferrymq_protocol::body::SubscriptionGroupConfig;
+pub use ferrymq_protocol::body::SubscriptionGroupWrapper;
 
 /// The groups this broker knows.
 pub struct SubscriptionGroups {
@@ -23,22 +13,10 @@ pub struct SubscriptionGroups {
     auto_create: bool,
 }
 
-/// Groups RocketMQ creates at start-up for its own tools and internal services.
-const SYSTEM_GROUPS: &[&str] = &[
-    "TOOLS_CONSUMER",
-    "FILTERSRV_CONSUMER",
-    "SELF_TEST_C_GROUP",
-    "CID_ONS-HTTP-PROXY",
-    "CID_ONSAPI_PULL",
-    "CID_ONSAPI_PERMISSION",
-    "CID_ONSAPI_OWNER",
-    "CID_RMQ_SYS_TRANS",
-];
-
 impl SubscriptionGroups {
     pub fn new(persisted: Option<SubscriptionGroupWrapper>, auto_create: bool) -> Self {
         let mut w = persisted.unwrap_or_default();
-        for g in SYSTEM_GROUPS {
+        for g in ferrymq_protocol::naming::SYSTEM_GROUPS {
             w.subscription_group_table
                 .entry((*g).to_owned())
                 .or_insert_with(|| SubscriptionGroupConfig::new(*g));

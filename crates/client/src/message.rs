@@ -401,6 +401,47 @@ impl std::ops::DerefMut for MessageExt {
 }
 
 impl MessageExt {
+    /// The message as JSON, mqadmin's field names (`msgId`, `offsetMsgId`, `queueOffset`,
+    /// `storeTimestamp`, `properties`, ...): the body as text when it is UTF-8, else as hex
+    /// (`bodyHex`), at most `body_limit` bytes of it (`bodyLength` is always the full size).
+    pub fn to_json(&self, body_limit: usize) -> serde_json::Value {
+        let body = self.body();
+        let shown = &body[..body.len().min(body_limit)];
+        // A cut may split a character: cut back to the last whole one.
+        let text = match std::str::from_utf8(shown) {
+            Ok(t) => Some(t),
+            Err(e) if e.error_len().is_none() && shown.len() < body.len() => {
+                std::str::from_utf8(&shown[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        };
+        let mut v = serde_json::json!({
+            "msgId": self.msg_id(),
+            "offsetMsgId": self.offset_msg_id,
+            "topic": self.topic(),
+            "tags": self.tags(),
+            "keys": self.keys(),
+            "brokerName": self.broker_name,
+            "queueId": self.queue_id,
+            "queueOffset": self.queue_offset,
+            "commitLogOffset": self.commit_log_offset,
+            "reconsumeTimes": self.reconsume_times,
+            "bornTimestamp": self.born_timestamp,
+            "storeTimestamp": self.store_timestamp,
+            "bornHost": self.born_host.to_string(),
+            "storeHost": self.store_host.to_string(),
+            "sysFlag": self.sys_flag,
+            "properties": self.properties(),
+            "bodyLength": body.len(),
+            "body": text,
+        });
+        if text.is_none() {
+            v["bodyHex"] =
+                serde_json::json!(shown.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        }
+        v
+    }
+
     /// The id applications know a message by: its `UNIQ_KEY`, else the offset id.
     pub fn msg_id(&self) -> &str {
         self.message.uniq_key().unwrap_or(&self.offset_msg_id)

@@ -266,6 +266,31 @@ enum AdminSub {
               value_parser = clap::value_parser!(i32).range(1..))]
         max: i32,
     },
+    /// Send one message (mqadmin's sendMessage), e.g. to try a topic out.
+    #[command(name = "sendMessage")]
+    SendMessage {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Message body (UTF-8 text).
+        #[arg(short = 'p', long = "body")]
+        body: String,
+        /// Message key(s), space-separated.
+        #[arg(short = 'k', long = "key")]
+        keys: Option<String>,
+        /// Message tag.
+        #[arg(short = 'c', long = "tags")]
+        tags: Option<String>,
+        /// Broker name (with -i: send to that queue).
+        #[arg(short = 'b', long = "broker", requires = "queue_id")]
+        broker_name: Option<String>,
+        /// Queue id (with -b).
+        #[arg(short = 'i', long = "qid", requires = "broker_name")]
+        queue_id: Option<i32>,
+        /// Write a message trace (to RMQ_SYS_TRACE_TOPIC).
+        #[arg(short = 'm', long = "msgTraceEnable", default_value_t = false, action = clap::ArgAction::Set)]
+        msg_trace_enable: bool,
+    },
     /// Show the message at an offset of a queue.
     #[command(name = "queryMsgByOffset")]
     QueryMsgByOffset {
@@ -323,6 +348,9 @@ enum AdminSub {
 }
 
 /// Runs one admin command: prints its result on stdout, or one error line on stderr.
+/// The producer group `sendMessage` sends as (mqadmin's).
+const SEND_MESSAGE_GROUP: &str = "PID_SMSC";
+
 pub fn run(cmd: AdminCommand) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let what = info
@@ -551,6 +579,29 @@ impl Ctx {
                 end,
                 max,
             } => self.query_msg_by_key(&topic, &key, begin, end, max).await,
+            AdminSub::SendMessage {
+                topic,
+                body,
+                keys,
+                tags,
+                broker_name,
+                queue_id,
+                msg_trace_enable,
+            } => {
+                let mut msg = ferrymq_client::Message::new(topic.trim(), body.into_bytes());
+                if let Some(k) = keys.filter(|k| !k.trim().is_empty()) {
+                    msg = msg.with_keys(k.split_whitespace());
+                }
+                if let Some(t) = tags.filter(|t| !t.trim().is_empty()) {
+                    msg = msg.with_tags(t.trim());
+                }
+                let queue = broker_name.zip(queue_id).map(|(b, q)| MessageQueue {
+                    topic: topic.trim().to_owned(),
+                    broker_name: b,
+                    queue_id: q,
+                });
+                self.send_message(msg, queue, msg_trace_enable).await
+            }
             AdminSub::QueryMsgTraceById {
                 msg_id,
                 trace_topic,
@@ -1359,7 +1410,7 @@ impl Ctx {
         if self.json {
             return Ok(pretty(&json!(found
                 .iter()
-                .map(message_json)
+                .map(|m| m.to_json(usize::MAX))
                 .collect::<Vec<_>>())));
         }
         Ok(found
@@ -1379,26 +1430,7 @@ impl Ctx {
             bail!("no trace of message {msg_id} in {trace_topic}");
         }
         if self.json {
-            return Ok(pretty(&json!(records
-                .iter()
-                .map(|r| json!({
-                    "traceType": r.trace_type.as_str(),
-                    "timestamp": r.timestamp,
-                    "group": r.group,
-                    "topic": r.topic,
-                    "msgId": r.msg_id,
-                    "offsetMsgId": r.offset_msg_id,
-                    "tags": r.tags,
-                    "keys": r.keys,
-                    "storeHost": r.store_host,
-                    "clientHost": r.client_host,
-                    "costTime": r.cost_time,
-                    "success": r.success,
-                    "retryTimes": r.retry_times,
-                    "requestId": r.request_id,
-                    "transactionState": r.transaction_state,
-                }))
-                .collect::<Vec<_>>())));
+            return Ok(pretty(&json!(records)));
         }
         let mut t = Table::new(&[
             "#Type",
@@ -1449,7 +1481,7 @@ impl Ctx {
         if self.json {
             return Ok(pretty(&json!(found
                 .iter()
-                .map(message_json)
+                .map(|m| m.to_json(usize::MAX))
                 .collect::<Vec<_>>())));
         }
         let mut t = Table::new(&["#Message ID", "#QID", "#Offset"]);
@@ -1460,6 +1492,45 @@ impl Ctx {
                 m.queue_offset.to_string(),
             ]);
         }
+        Ok(t.render())
+    }
+
+    async fn send_message(
+        &self,
+        msg: ferrymq_client::Message,
+        queue: Option<MessageQueue>,
+        trace: bool,
+    ) -> Result<String> {
+        let producer = ferrymq_client::Producer::builder(SEND_MESSAGE_GROUP)
+            .options(self.admin.instance().options().clone())
+            .enable_msg_trace(trace)
+            .start()
+            .await
+            .map_err(plain)?;
+        let sent = match queue {
+            Some(q) => producer.send_to_queue(msg, &q).await,
+            None => producer.send(msg).await,
+        };
+        // The trace dispatcher flushes what it holds on shutdown.
+        producer.shutdown().await;
+        let r = sent.map_err(plain)?;
+        if self.json {
+            return Ok(pretty(&json!({
+                "brokerName": r.queue.broker_name,
+                "queueId": r.queue.queue_id,
+                "queueOffset": r.queue_offset,
+                "sendStatus": format!("{:?}", r.status),
+                "msgId": r.msg_id,
+                "offsetMsgId": r.offset_msg_id,
+            })));
+        }
+        let mut t = Table::new(&["#Broker Name", "#QID", "#Send Result", "#MsgId"]);
+        t.row(vec![
+            r.queue.broker_name.clone(),
+            r.queue.queue_id.to_string(),
+            format!("{:?}", r.status),
+            r.msg_id.clone(),
+        ]);
         Ok(t.render())
     }
 
@@ -1493,7 +1564,7 @@ impl Ctx {
             bail!("no message at offset {offset} of queue {queue_id} of topic [{topic}] on broker [{broker_name}]");
         };
         if self.json {
-            return Ok(pretty(&message_json(&m)));
+            return Ok(pretty(&m.to_json(usize::MAX)));
         }
         Ok(message_text(&m))
     }
@@ -1672,35 +1743,6 @@ impl BrokerRow {
 }
 
 /// A message as JSON: coordinates, properties and the body (text when it is UTF-8).
-fn message_json(m: &MessageExt) -> Value {
-    let body = m.body();
-    let text = std::str::from_utf8(body).ok();
-    let mut v = json!({
-        "msgId": m.msg_id(),
-        "offsetMsgId": m.offset_msg_id,
-        "topic": m.topic(),
-        "tags": m.tags(),
-        "keys": m.keys(),
-        "brokerName": m.broker_name,
-        "queueId": m.queue_id,
-        "queueOffset": m.queue_offset,
-        "commitLogOffset": m.commit_log_offset,
-        "reconsumeTimes": m.reconsume_times,
-        "bornTimestamp": m.born_timestamp,
-        "storeTimestamp": m.store_timestamp,
-        "bornHost": m.born_host.to_string(),
-        "storeHost": m.store_host.to_string(),
-        "sysFlag": m.sys_flag,
-        "properties": m.properties(),
-        "bodyLength": body.len(),
-        "body": text,
-    });
-    if text.is_none() {
-        v["bodyHex"] = json!(body.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    }
-    v
-}
-
 /// A message the way mqadmin's queryMsgById prints it.
 fn message_text(m: &MessageExt) -> String {
     let props = m

@@ -1,6 +1,7 @@
 //! The `ferrymq` command line: parses arguments and wires the components together —
 //! `namesrv`, `controller`, `broker`, `proxy` (the 5.x gRPC endpoint), `standalone` (name server, broker and
-//! gRPC endpoint in one process) and the offline `store` tools.
+//! gRPC endpoint in one process), `dashboard` (the web dashboard on its own) and the offline `store`
+//! tools.
 
 mod admin;
 mod bench;
@@ -16,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_controller::{Controller, ControllerConfig};
+use ferrymq_dashboard::{Dashboard, DashboardConfig, LoginMode};
 use ferrymq_metrics::prometheus_client::registry::Registry;
 use ferrymq_metrics::MetricsEndpoint;
 use ferrymq_namesrv::{NameServer, NamesrvConfig};
@@ -92,6 +94,30 @@ enum Command {
         /// Do not start the gRPC endpoint.
         #[arg(long)]
         no_grpc: bool,
+        /// Listen address of the web dashboard [default: 0.0.0.0:8080, or `dashboardPort`;
+        /// if 8080 is taken the dashboard is skipped with a warning].
+        #[arg(long)]
+        dashboard_listen: Option<SocketAddr>,
+        /// Do not start the web dashboard (as `dashboardEnable=false`).
+        #[arg(long)]
+        no_dashboard: bool,
+    },
+    /// Run the web dashboard alone, in front of a cluster's name servers.
+    Dashboard {
+        /// NameServer addresses, `host:port;host:port`.
+        #[arg(short = 'n', long = "namesrv-addr", env = "NAMESRV_ADDR")]
+        namesrv_addr: String,
+        /// HTTP listen address.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Visitors sign in with ACL credentials the brokers accept (use when ACL is on).
+        #[arg(long)]
+        login: bool,
+        /// Topic traces are read from.
+        #[arg(long, default_value = "RMQ_SYS_TRACE_TOPIC")]
+        trace_topic: String,
+        #[command(flatten)]
+        security: connect::SecurityArgs,
     },
     /// Administer topics, groups, brokers and messages (mqadmin's commands and flags).
     Admin(admin::AdminCommand),
@@ -154,16 +180,38 @@ fn main() -> ExitCode {
                 namesrv_listen,
                 grpc_listen,
                 no_grpc,
+                dashboard_listen,
+                no_dashboard,
             } => {
-                let grpc = if no_grpc {
-                    GrpcListen::Off
-                } else {
-                    match grpc_listen {
-                        Some(addr) => GrpcListen::Required(addr),
-                        None => GrpcListen::Default,
-                    }
+                let grpc = Listen::from_flags(no_grpc, grpc_listen);
+                let dashboard = (no_dashboard || dashboard_listen.is_some())
+                    .then(|| Listen::from_flags(no_dashboard, dashboard_listen));
+                run_standalone(config.as_deref(), namesrv_listen, grpc, dashboard).await
+            }
+            Command::Dashboard {
+                namesrv_addr,
+                listen,
+                login,
+                trace_topic,
+                security,
+            } => {
+                if namesrv_addr.trim().is_empty() {
+                    bail!("no name server configured (-n or NAMESRV_ADDR)");
+                }
+                let config = DashboardConfig {
+                    client: security.client_options(&namesrv_addr),
+                    login: if login {
+                        LoginMode::Required
+                    } else {
+                        LoginMode::Open
+                    },
+                    trace_topic,
+                    ..DashboardConfig::new(listen, namesrv_addr.clone())
                 };
-                run_standalone(config.as_deref(), namesrv_listen, grpc).await
+                let dashboard = Dashboard::serve(config).await?;
+                logging::shutdown_signal().await;
+                dashboard.shutdown().await;
+                Ok(())
             }
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Store(_) | Command::Admin(_) => Ok(()),
@@ -339,6 +387,7 @@ async fn run_broker(config: Option<&Path>, namesrv_addr: Option<String>) -> Resu
     if config.namesrv_addrs().is_empty() {
         tracing::warn!("no name server configured (namesrvAddr, -n or NAMESRV_ADDR): clients will not find this broker");
     }
+    let dashboard_config = config.clone();
     let broker = Broker::start(config)
         .await
         .context("cannot start the broker")?;
@@ -349,7 +398,27 @@ async fn run_broker(config: Option<&Path>, namesrv_addr: Option<String>) -> Resu
             return Err(e);
         }
     };
+    let dashboard = match start_dashboard(
+        Listen::dashboard_of(&dashboard_config),
+        &dashboard_config,
+        dashboard_config.namesrv_addr.clone().unwrap_or_default(),
+        dashboard_config.tls_enable,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(m) = metrics {
+                m.shutdown().await;
+            }
+            broker.shutdown().await;
+            return Err(e);
+        }
+    };
     logging::shutdown_signal().await;
+    if let Some(d) = dashboard {
+        d.shutdown().await;
+    }
     if let Some(m) = metrics {
         m.shutdown().await;
     }
@@ -399,19 +468,79 @@ async fn run_proxy(
     Ok(())
 }
 
-/// Whether and where standalone serves gRPC.
-enum GrpcListen {
+/// Whether and where an optional endpoint (gRPC, dashboard) is served.
+#[derive(Debug, Clone, Copy)]
+enum Listen {
     Off,
-    /// Port 8081 if free: a second standalone on one host still starts, without gRPC.
+    /// The well-known port if free: a second process on one host still starts, without it.
     Default,
-    /// The address given on the command line; failing to bind it fails the start.
+    /// An address given explicitly; failing to bind it fails the start.
     Required(SocketAddr),
+}
+
+impl Listen {
+    fn from_flags(off: bool, addr: Option<SocketAddr>) -> Listen {
+        match (off, addr) {
+            (true, _) => Listen::Off,
+            (false, Some(a)) => Listen::Required(a),
+            (false, None) => Listen::Default,
+        }
+    }
+
+    /// What broker.conf says about the dashboard (`dashboardEnable`, `dashboardPort`).
+    fn dashboard_of(config: &BrokerConfig) -> Listen {
+        match (config.dashboard_enable, config.dashboard_port) {
+            (false, _) => Listen::Off,
+            (true, Some(p)) => Listen::Required(SocketAddr::from(([0, 0, 0, 0], p))),
+            (true, None) => Listen::Default,
+        }
+    }
+}
+
+/// Starts the dashboard a broker (or standalone) serves, over the name servers `namesrv`;
+/// sign-in is required when the broker checks ACL 1.0 or 2.0.
+async fn start_dashboard(
+    listen: Listen,
+    config: &BrokerConfig,
+    namesrv: String,
+    tls: bool,
+) -> Result<Option<Dashboard>> {
+    let (addr, required) = match listen {
+        Listen::Off => return Ok(None),
+        Listen::Default => (
+            SocketAddr::from(([0, 0, 0, 0], ferrymq_dashboard::DEFAULT_PORT)),
+            false,
+        ),
+        Listen::Required(a) => (a, true),
+    };
+    if namesrv.trim().is_empty() {
+        tracing::warn!("dashboard not started: no name server configured");
+        return Ok(None);
+    }
+    let acl = config.acl_enable || config.authentication_enabled;
+    let mut dashboard = DashboardConfig::new(addr, namesrv);
+    dashboard.client.tls = tls;
+    dashboard.login = if acl {
+        LoginMode::Required
+    } else {
+        LoginMode::Open
+    };
+    dashboard.trace_topic = config.msg_trace_topic_name.clone();
+    match Dashboard::serve(dashboard).await {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if !required => {
+            tracing::warn!(error = %e, "dashboard not started (set dashboardPort or --dashboard-listen to pick another port)");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the dashboard")),
+    }
 }
 
 async fn run_standalone(
     config_path: Option<&Path>,
     namesrv_listen: SocketAddr,
-    grpc_listen: GrpcListen,
+    grpc_listen: Listen,
+    dashboard_listen: Option<Listen>,
 ) -> Result<()> {
     let mut config = broker_config(config_path)?;
     let text = config_path.map(read_conf).transpose()?.unwrap_or_default();
@@ -472,6 +601,8 @@ async fn run_standalone(
         }),
         _ => None,
     };
+    let dashboard_listen = dashboard_listen.unwrap_or_else(|| Listen::dashboard_of(&config));
+    let dashboard_broker_config = config.clone();
     let broker = match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => {
@@ -480,10 +611,10 @@ async fn run_standalone(
         }
     };
     let (listen, required) = match grpc_listen {
-        GrpcListen::Off => (None, false),
+        Listen::Off => (None, false),
 
-        GrpcListen::Default => (Some(SocketAddr::from(([0, 0, 0, 0], 8081))), false),
-        GrpcListen::Required(addr) => (Some(addr), true),
+        Listen::Default => (Some(SocketAddr::from(([0, 0, 0, 0], 8081))), false),
+        Listen::Required(addr) => (Some(addr), true),
     };
     let proxy = match listen {
         Some(listen) => match Proxy::start(ProxyConfig {
@@ -537,8 +668,36 @@ async fn run_standalone(
             return Err(e);
         }
     };
-    tracing::info!(broker = %broker.broker_addr(), namesrv = %ns_local, %grpc, "standalone ready: NAMESRV_ADDR={ns_local}");
+    let dashboard = match start_dashboard(
+        dashboard_listen,
+        &dashboard_broker_config,
+        ns_local.to_string(),
+        internal_tls,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(m) = metrics {
+                m.shutdown().await;
+            }
+            if let Some(p) = proxy {
+                p.shutdown().await;
+            }
+            broker.shutdown().await;
+            namesrv.shutdown().await;
+            return Err(e);
+        }
+    };
+    let dashboard_addr = dashboard
+        .as_ref()
+        .map(|d| d.local_addr().to_string())
+        .unwrap_or_else(|| "off".to_owned());
+    tracing::info!(broker = %broker.broker_addr(), namesrv = %ns_local, %grpc, dashboard = %dashboard_addr, "standalone ready: NAMESRV_ADDR={ns_local}");
     logging::shutdown_signal().await;
+    if let Some(d) = dashboard {
+        d.shutdown().await;
+    }
     if let Some(m) = metrics {
         m.shutdown().await;
     }

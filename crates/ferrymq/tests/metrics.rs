@@ -5,68 +5,31 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrymq_client::{LitePullConsumer, Message, Producer, SendStatus};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferrymq");
+mod common;
+
+use common::{free_port, Proc};
 const TOPIC: &str = "MetricsTopic";
 const GROUP: &str = "metricsGroup";
 const BODY: &str = "0123456789abcdef0123456789abcdef"; // 32 bytes
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0);
-        if p > 3000 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn start(dir: &Path) -> (Proc, String, u16) {
-    let (broker, namesrv, metrics, grpc) = (free_port(), free_port(), free_port(), free_port());
-    let conf = dir.join("broker.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "brokerClusterName=MetricsCluster\nbrokerName=metrics-b\nlistenPort={broker}\n\
-             storePathRootDir={}\nmetricsExporterType=PROM\nmetricsPromExporterPort={metrics}\n\
-             mappedFileSizeCommitLog=8388608\n",
-            dir.join("store").display()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("standalone.log")).unwrap();
-    let child = Command::new(BIN)
-        .args([
-            "standalone",
-            "-c",
-            conf.to_str().unwrap(),
-            "--namesrv-listen",
-            &format!("127.0.0.1:{namesrv}"),
+    let (metrics, grpc) = (free_port(), free_port());
+    let (proc, namesrv) = common::standalone(
+        dir,
+        "MetricsCluster",
+        "metrics-b",
+        &format!("metricsExporterType=PROM\nmetricsPromExporterPort={metrics}\n"),
+        &[
             "--grpc-listen",
             &format!("127.0.0.1:{grpc}"),
-        ])
-        .env_remove("NAMESRV_ADDR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    (Proc(child), format!("127.0.0.1:{namesrv}"), metrics)
+            "--no-dashboard",
+        ],
+    );
+    (proc, namesrv, metrics)
 }
 
 /// GET /metrics over a plain socket; `None` until the endpoint answers.

@@ -4,66 +4,26 @@
 //! record written in the Java client's own layout (as another client would) is found too.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrymq_client::{ConsumeResult, Message, MessageExt, Producer, PushConsumer, SendStatus};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferrymq");
+mod common;
+
+use common::{Proc, BIN};
 const TOPIC: &str = "TracedTopic";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0);
-        if p > 3000 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn start(dir: &Path) -> (Proc, String) {
-    let (broker, namesrv) = (free_port(), free_port());
-    let conf = dir.join("broker.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "brokerClusterName=TraceCluster\nbrokerName=trace-b\nlistenPort={broker}\n\
-             storePathRootDir={}\ntraceTopicEnable=true\nmappedFileSizeCommitLog=8388608\n",
-            dir.join("store").display()
-        ),
+    common::standalone(
+        dir,
+        "TraceCluster",
+        "trace-b",
+        "traceTopicEnable=true\n",
+        &["--no-grpc", "--no-dashboard"],
     )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("standalone.log")).unwrap();
-    let child = Command::new(BIN)
-        .args([
-            "standalone",
-            "-c",
-            conf.to_str().unwrap(),
-            "--namesrv-listen",
-            &format!("127.0.0.1:{namesrv}"),
-            "--no-grpc",
-        ])
-        .env_remove("NAMESRV_ADDR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    (Proc(child), format!("127.0.0.1:{namesrv}"))
 }
 
 /// `ferrymq admin queryMsgTraceById -i id --json`, or `None` while nothing is found.

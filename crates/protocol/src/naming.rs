@@ -90,6 +90,25 @@ pub fn validate_group(group: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
+/// Groups RocketMQ creates at start-up for its own tools and internal services.
+pub const SYSTEM_GROUPS: &[&str] = &[
+    "TOOLS_CONSUMER",
+    "FILTERSRV_CONSUMER",
+    "SELF_TEST_C_GROUP",
+    "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PULL",
+    "CID_ONSAPI_PERMISSION",
+    "CID_ONSAPI_OWNER",
+    "CID_RMQ_SYS_TRANS",
+];
+
+/// Whether a consumer group is one of RocketMQ's own (hidden from user listings).
+pub fn is_system_group(group: &str) -> bool {
+    SYSTEM_GROUPS.contains(&group)
+        || group.starts_with("CID_RMQ_SYS_")
+        || group.starts_with("_INNER_TRACE_")
+}
+
 pub fn retry_topic(group: &str) -> String {
     format!("{RETRY_GROUP_TOPIC_PREFIX}{group}")
 }

@@ -14,7 +14,7 @@ pub const FIELD_SEPARATOR: char = '\u{2}';
 pub const CONTENT_SEPARATOR: char = '\u{1}';
 
 /// What a record describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum TraceType {
     /// A send and its result.
     Pub,
@@ -56,8 +56,10 @@ pub mod message_type {
     pub const ORDER: i32 = 4;
 }
 
-/// One trace record. Fields a record type does not carry stay empty / zero.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One trace record. Fields a record type does not carry stay empty / zero. Serializes to
+/// JSON with the Java client's field names (`traceType`, `msgId`, `costTime`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TraceRecord {
     pub trace_type: TraceType,
     /// Milliseconds since the epoch when it happened.

@@ -133,32 +133,37 @@ pub(super) fn system_topics(s: &BrokerState, req: &RemotingCommand) -> Reply {
 
 pub(super) fn runtime_info(s: &BrokerState, req: &RemotingCommand) -> Reply {
     let stats = s.store.stats();
-    let put = s
-        .stats
-        .msg_put_total
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let get = s
-        .stats
-        .msg_get_total
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let traffic = s.stats.snapshot();
     let mut t = BTreeMap::new();
     let mut set = |k: &str, v: String| {
         t.insert(k.to_owned(), v);
     };
+    let tps = |r: [f64; 3]| format!("{:.2} {:.2} {:.2}", r[0], r[1], r[2]);
     set("brokerVersionDesc", "V5_3_3".into());
     set("brokerVersion", version::CURRENT.to_string());
     set("brokerActive", "true".into());
-    for k in ["msgPutTotalYesterdayMorning", "msgPutTotalTodayMorning"] {
-        set(k, "0".into());
-    }
-    set("msgPutTotalTodayNow", put.to_string());
-    for k in ["msgGetTotalYesterdayMorning", "msgGetTotalTodayMorning"] {
-        set(k, "0".into());
-    }
-    set("msgGetTotalTodayNow", get.to_string());
-    set("putTps", "0.0 0.0 0.0".into());
-    set("getTransferredTps", "0.0 0.0 0.0".into());
-    set("getFoundTps", "0.0 0.0 0.0".into());
+    set(
+        "msgPutTotalYesterdayMorning",
+        traffic.put_yesterday_morning.to_string(),
+    );
+    set(
+        "msgPutTotalTodayMorning",
+        traffic.put_today_morning.to_string(),
+    );
+    set("msgPutTotalTodayNow", traffic.put_total.to_string());
+    set(
+        "msgGetTotalYesterdayMorning",
+        traffic.get_yesterday_morning.to_string(),
+    );
+    set(
+        "msgGetTotalTodayMorning",
+        traffic.get_today_morning.to_string(),
+    );
+    set("msgGetTotalTodayNow", traffic.get_total.to_string());
+    set("putTps", tps(traffic.put_tps));
+    set("getTransferredTps", tps(traffic.get_tps));
+    // Found = transferred: every message found for a pull is sent to the consumer.
+    set("getFoundTps", tps(traffic.get_tps));
     set(
         "commitLogDiskRatio",
         format!("{:?}", stats.commit_log_disk_ratio),

@@ -40,7 +40,9 @@ use ferrymq_protocol::message::{perm, pull_sys_flag, OffsetMsgId, RecordView};
 use ferrymq_protocol::{java_properties, naming, RemotingCommand, RequestCode, ResponseCode};
 
 pub use ferrymq_protocol::body::auth::{AclInfo, PolicyEntryInfo, PolicyInfo, UserInfo};
-pub use ferrymq_protocol::body::{OffsetWrapper, SubscriptionGroupConfig, TopicOffset};
+pub use ferrymq_protocol::body::{
+    OffsetWrapper, SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicOffset,
+};
 
 use crate::body_text;
 use crate::config::{client_option_setters, ClientOptions};
@@ -577,6 +579,62 @@ impl Admin {
         }
         Ok(all)
     }
+
+    /// Every subscription group (consumer group config) one broker knows, by name.
+    pub async fn subscription_groups(
+        &self,
+        broker_addr: &str,
+    ) -> Result<BTreeMap<String, SubscriptionGroupConfig>> {
+        let req = RemotingCommand::request(RequestCode::GetAllSubscriptiongroupConfig);
+        let wrapper: SubscriptionGroupWrapper = self
+            .fetch_json(broker_addr, req, "subscription groups")
+            .await?;
+        Ok(wrapper.subscription_group_table)
+    }
+
+    /// Messages of `topic` stored between the two times (ms, end exclusive), at most `max`
+    /// of them, oldest first per queue: each queue's offsets at both times are looked up,
+    /// then the range in between is read with the tools consumer group (nothing committed).
+    pub async fn query_messages_by_time(
+        &self,
+        topic: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+    ) -> Result<Vec<MessageExt>> {
+        const BATCH: i32 = 32;
+        let queues = self.topic_stats(topic).await?;
+        let mut out = Vec::new();
+        for (queue, offsets) in &queues {
+            if out.len() >= max {
+                break;
+            }
+            if offsets.max_offset <= offsets.min_offset {
+                continue;
+            }
+            let mut from = requests::search_offset(&self.instance, queue, begin_ms)
+                .await?
+                .max(offsets.min_offset);
+            let to = requests::search_offset(&self.instance, queue, end_ms)
+                .await?
+                .min(offsets.max_offset);
+            while from < to && out.len() < max {
+                let result = self.tools_pull(queue, from, BATCH).await?;
+                if result.status != PullStatus::Found || result.next_begin_offset <= from {
+                    break;
+                }
+                out.extend(result.messages.into_iter().filter(|m| {
+                    m.queue_offset < to
+                        && m.store_timestamp >= begin_ms
+                        && m.store_timestamp < end_ms
+                }));
+                from = result.next_begin_offset;
+            }
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
     /// Creates or updates a subscription group (consumer group config) on one broker.
     pub async fn create_subscription_group(
         &self,
@@ -711,23 +769,7 @@ impl Admin {
         queue: &MessageQueue,
         offset: i64,
     ) -> Result<Option<MessageExt>> {
-        let sub = Expression::All.subscription_data(&queue.topic);
-        let result = requests::pull(
-            &self.instance,
-            PullArgs {
-                group: TOOLS_CONSUMER_GROUP,
-                queue,
-                subscription: &sub,
-                offset,
-                max_nums: 1,
-                sys_flag: pull_sys_flag::build(false, false, true, false, false),
-                commit_offset: 0,
-                suspend: Duration::ZERO,
-                timeout: self.timeout(),
-                broker_id: 0,
-            },
-        )
-        .await?;
+        let result = self.tools_pull(queue, offset, 1).await?;
         Ok(match result.status {
             PullStatus::Found => result
                 .messages
@@ -735,6 +777,34 @@ impl Admin {
                 .find(|m| m.queue_offset == offset),
             _ => None,
         })
+    }
+}
+
+impl Admin {
+    /// One pull of up to `max_nums` messages as the tools consumer group, committing nothing.
+    async fn tools_pull(
+        &self,
+        queue: &MessageQueue,
+        offset: i64,
+        max_nums: i32,
+    ) -> Result<crate::consumer::PullResult> {
+        let sub = Expression::All.subscription_data(&queue.topic);
+        requests::pull(
+            &self.instance,
+            PullArgs {
+                group: TOOLS_CONSUMER_GROUP,
+                queue,
+                subscription: &sub,
+                offset,
+                max_nums,
+                sys_flag: pull_sys_flag::build(false, false, true, false, false),
+                commit_offset: 0,
+                suspend: Duration::ZERO,
+                timeout: self.timeout(),
+                broker_id: 0,
+            },
+        )
+        .await
     }
 }
 

@@ -326,6 +326,15 @@ pub struct ProducerConnection {
     pub connection_set: Vec<ClientConnection>,
 }
 
+/// subscriptionGroup.json / GET_ALL_SUBSCRIPTIONGROUP_CONFIG body: every group a broker knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupWrapper {
+    pub data_version: super::DataVersion,
+    pub forbidden_table: BTreeMap<String, BTreeMap<String, i32>>,
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+}
+
 /// Offsets of one queue in GET_TOPIC_STATS_INFO.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

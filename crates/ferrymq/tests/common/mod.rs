@@ -1,0 +1,71 @@
+//! What the process-level tests share: a child process killed when dropped, free ports, and
+//! a `ferrymq standalone` started on its own ports and directory.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferrymq");
+
+/// A child process, killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port whose port − 2 is free too (the broker's fast port).
+pub fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if p > 3000 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Starts `ferrymq standalone` in `dir` (broker `cluster`/`name` on a free port, small commit
+/// log files, `conf` appended to broker.conf, `args` after the standard ones); returns the
+/// process and the name server address. Its log is `dir/standalone.log`.
+pub fn standalone(
+    dir: &Path,
+    cluster: &str,
+    name: &str,
+    conf: &str,
+    args: &[&str],
+) -> (Proc, String) {
+    let (broker, namesrv) = (free_port(), free_port());
+    let file = dir.join("broker.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "brokerClusterName={cluster}\nbrokerName={name}\nlistenPort={broker}\n\
+             storePathRootDir={}\nmappedFileSizeCommitLog=8388608\n{conf}",
+            dir.join("store").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("standalone.log")).unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "standalone",
+            "-c",
+            file.to_str().unwrap(),
+            "--namesrv-listen",
+            &format!("127.0.0.1:{namesrv}"),
+        ])
+        .args(args)
+        .env_remove("NAMESRV_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    (Proc(child), format!("127.0.0.1:{namesrv}"))
+}
