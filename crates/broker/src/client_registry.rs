@@ -262,6 +262,11 @@ impl ClientRegistry {
         self.read().consumers.get(group).map(|g| g.message_model)
     }
 
+    /// Where the group's clients said (in their heartbeats) a new group starts, if online.
+    pub fn consume_from_where(&self, group: &str) -> Option<ConsumeFromWhere> {
+        self.read().consumers.get(group).map(|g| g.consume_from_where)
+    }
+
     /// Online consumer groups.
     pub fn consumer_groups(&self) -> Vec<String> {
         self.read().consumers.keys().cloned().collect()

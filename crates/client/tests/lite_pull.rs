@@ -177,3 +177,53 @@ async fn subscribed_group_shares_queues_and_auto_commits() {
     p.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A new group that starts from a timestamp gets only what was stored at or after it, even on
+/// a young queue (whose first message is still in memory), where a LAST_OFFSET group still
+/// starts at 0 by RocketMQ's young-queue rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_from_timestamp_on_a_young_queue_skips_older_messages() {
+    let cluster = Cluster::start(1).await;
+    let topic = unique("LiteTsT");
+    cluster.create_topic(&topic, 1).await;
+    let p = Producer::builder(unique("pg"))
+        .options(cluster.options())
+        .start()
+        .await
+        .unwrap();
+    for m in messages(&topic, "A", "old", 5) {
+        p.send(m).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let from = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for m in messages(&topic, "A", "new", 5) {
+        p.send(m).await.unwrap();
+    }
+    let consume = |group: String, from: ConsumeFrom, want: usize| {
+        let options = cluster.options();
+        let topic = topic.clone();
+        async move {
+            let c = LitePullConsumer::builder(&group)
+                .options(options)
+                .consume_from(from)
+                .start()
+                .await
+                .unwrap();
+            c.subscribe(&topic, "*").await.unwrap();
+            let got = poll_n(&c, want).await;
+            // Nothing more arrives.
+            let extra = c.poll(Duration::from_millis(500)).await.unwrap();
+            c.shutdown().await;
+            (bodies(&got), extra.len())
+        }
+    };
+    let (got, extra) = consume(unique("tsg"), ConsumeFrom::Timestamp(from), 5).await;
+    assert_eq!(extra, 0);
+    assert!(got.iter().all(|b| b.starts_with("new")), "{got:?}");
+    assert_eq!(got.len(), 5);
+    let (got, extra) = consume(unique("lastg"), ConsumeFrom::LastOffset, 10).await;
+    assert_eq!((got.len(), extra), (10, 0), "young-queue rule kept for LAST_OFFSET");
+    p.shutdown().await;
+    cluster.shutdown().await;
+}

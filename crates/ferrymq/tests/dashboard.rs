@@ -154,21 +154,27 @@ async fn dashboard_api_over_a_real_cluster() {
     }
     producer.shutdown().await;
 
-    let by_time = get(
-        port,
-        &format!("/api/messages?topic={TOPIC}&begin={}", before - 1000),
-    )
-    .body;
-    let mut found: Vec<String> = by_time["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["msgId"].as_str().unwrap().to_owned())
-        .collect();
-    found.sort();
-    let mut sent = ids.clone();
-    sent.sort();
-    assert_eq!(found, sent, "by time: every message sent");
+    let mut expected = ids.clone();
+    expected.sort();
+    // The consume queues are written a moment after the sends are acknowledged.
+    tokio::task::spawn_blocking(move || {
+        eventually("every message by time", || {
+            let by_time = get(
+                port,
+                &format!("/api/messages?topic={TOPIC}&begin={}", before - 1000),
+            )
+            .body;
+            let mut found: Vec<String> = by_time["messages"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| Some(m["msgId"].as_str()?.to_owned()))
+                .collect();
+            found.sort();
+            (found == expected).then_some(())
+        })
+    })
+    .await
+    .unwrap();
     let by_key = tokio::task::spawn_blocking(move || {
         eventually("the key in the index", || {
             let r = get(port, &format!("/api/messages?topic={TOPIC}&key=order-7")).body;
