@@ -466,24 +466,37 @@ def s_delay():
     SERVER.create_topic(topic, "DELAY")
     c = simple_consumer("CG_PyGrpcDelay_" + RID, topic)
     p = started(Producer(config(), (topic,)))
-    # SDK quirk: Message.delivery_timestamp is sent as whole seconds (it is copied into
-    # Timestamp.seconds) but read back from received messages in milliseconds.
-    deliver_s = int(time.time()) + 4
-    deliver_at = deliver_s * 1000
-    mid = p.send(message(topic, b"delayed", "D", deliver_at=deliver_s)).message_id
+    # Message.delivery_timestamp is documented in milliseconds, but SDK 5.1.x copies it into
+    # Timestamp.seconds unchanged (and reads it back from received messages in ms); the
+    # server reads such a value as the milliseconds meant. Whole seconds (what the copy into
+    # Timestamp.seconds would suggest) work too.
+    deliver_at = (int(time.time()) + 4) * 1000
+    mid = p.send(message(topic, b"delayed", "D", deliver_at=deliver_at)).message_id
+    deliver_s = int(time.time()) + 5
+    mid_s = p.send(message(topic, b"delayed-s", "D", deliver_at=deliver_s)).message_id
+    # Two days ahead is within timerMaxDelaySec (3 days) and accepted; four days is refused.
+    p.send(message(topic, b"in-two-days", "Later", deliver_at=int(time.time() * 1000) + 2 * 86400 * 1000))
+    try:
+        p.send(message(topic, b"in-four-days", "Later", deliver_at=int(time.time() * 1000) + 4 * 86400 * 1000))
+        check(False, "a delivery time four days ahead was accepted")
+    except Exception as e:  # the SDK raises its own exception type with the status code
+        check("40012" in str(e) or "delivery" in str(e).lower(), "four days ahead refused with %s" % e)
     shutdown(p)
-    t, m = receive_until(c, lambda g: len(g) >= 1, 25)[0]
+    got = receive_until(c, lambda g: len(g) >= 2, 25)
     shutdown(c)
-    check(m.message_id == mid, "got %s, want %s" % (m.message_id, mid))
-    early = deliver_at - t * 1000
-    # RocketMQ's timer rounds the due time down to timerPrecisionMs (1 s; an exact second moves
-    # one step earlier), so delivery up to 1 s early is correct.
-    check(early < 1100, "delivered %.0f ms before its delivery timestamp" % early)
-    check(-early < 10000, "delivered %.1f s after its delivery timestamp" % (-early / 1000))
-    check(m.delivery_timestamp == deliver_at and m.message_type == 3,
-          "delivered with delivery_timestamp %r and message_type %r, want %r and 3 (DELAY)"
-          % (m.delivery_timestamp, m.message_type, deliver_at))
-    log("  delivered %.2f s after the delivery timestamp" % (-early / 1000))
+    by_id = {m.message_id: (t, m) for t, m in got}
+    check(set(by_id) == {mid, mid_s}, "got %s, want %s and %s" % (sorted(by_id), mid, mid_s))
+    for want_id, want_ms in ((mid, deliver_at), (mid_s, deliver_s * 1000)):
+        t, m = by_id[want_id]
+        early = want_ms - t * 1000
+        # RocketMQ's timer rounds the due time down to timerPrecisionMs (1 s; an exact second
+        # moves one step earlier), so delivery up to 1 s early is correct.
+        check(early < 1100, "delivered %.0f ms before its delivery timestamp" % early)
+        check(-early < 10000, "delivered %.1f s after its delivery timestamp" % (-early / 1000))
+        check(m.delivery_timestamp == want_ms and m.message_type == 3,
+              "delivered with delivery_timestamp %r and message_type %r, want %r and 3 (DELAY)"
+              % (m.delivery_timestamp, m.message_type, want_ms))
+        log("  delivered %.2f s after the delivery timestamp" % (-early / 1000))
 
 
 class Checker(TransactionChecker):

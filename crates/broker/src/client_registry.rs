@@ -264,7 +264,10 @@ impl ClientRegistry {
 
     /// Where the group's clients said (in their heartbeats) a new group starts, if online.
     pub fn consume_from_where(&self, group: &str) -> Option<ConsumeFromWhere> {
-        self.read().consumers.get(group).map(|g| g.consume_from_where)
+        self.read()
+            .consumers
+            .get(group)
+            .map(|g| g.consume_from_where)
     }
 
     /// Online consumer groups.

@@ -66,6 +66,8 @@ properties_struct! {
         long_polling_enable: bool = true => "longPollingEnable",
         short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
         message_delay_level: String = DEFAULT_DELAY_LEVELS.to_owned() => "messageDelayLevel",
+        /// Longest timer delay (TIMER_DELIVER_MS / _DELAY_SEC / _DELAY_MS, 5.x delay messages).
+        timer_max_delay_sec: u64 = 3 * 24 * 3600 => "timerMaxDelaySec",
         trace_topic_enable: bool = false => "traceTopicEnable",
         msg_trace_topic_name: String = "RMQ_SYS_TRACE_TOPIC".to_owned() => "msgTraceTopicName",
         cluster_topic_enable: bool = true => "clusterTopicEnable",

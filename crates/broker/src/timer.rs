@@ -21,8 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::state::BrokerState;
 
 const PROGRESS_GROUP: &str = "CID_RMQ_SYS_TIMER";
-/// `timerMaxDelaySec`: three days.
-const MAX_DELAY_MS: i64 = 3 * 24 * 3600 * 1000;
 /// `timerPrecisionMs`.
 const PRECISION_MS: i64 = 1000;
 const TICK: Duration = Duration::from_millis(100);
@@ -68,7 +66,7 @@ fn due_time(props: &str, now: i64) -> Option<Result<i64, &'static str>> {
 
 /// Rewrites a timer message whose time lies ahead into the timer topic. `Err` is the put result
 /// to answer with when the timer value is illegal.
-pub fn park_if_timer(msg: &mut MessageInner) -> Result<(), PutMessageResult> {
+pub fn park_if_timer(msg: &mut MessageInner, max_delay_sec: u64) -> Result<(), PutMessageResult> {
     let now = BrokerState::now_ms();
     let Some(due) = due_time(&msg.properties, now) else {
         return Ok(());
@@ -77,10 +75,10 @@ pub fn park_if_timer(msg: &mut MessageInner) -> Result<(), PutMessageResult> {
     if due <= now {
         return Ok(());
     }
-    if due - now > MAX_DELAY_MS {
+    if due - now > (max_delay_sec as i64).saturating_mul(1000) {
         return Err(PutMessageResult::failed(
             PutMessageStatus::MessageIllegal,
-            "timer message delay exceeds timerMaxDelaySec (3 days)",
+            "timer message delay exceeds timerMaxDelaySec",
         ));
     }
     // Round down to the precision; an exact multiple moves one step earlier, as RocketMQ does.
@@ -222,13 +220,15 @@ pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
 mod tests {
     use super::*;
 
+    const THREE_DAYS: u64 = 3 * 24 * 3600;
+
     #[test]
     fn timer_messages_are_parked_with_a_rounded_due_time() {
         let now = BrokerState::now_ms();
         let mut msg = MessageInner::new("T", 2, &b"x"[..]);
         msg.properties =
             properties::encode([(keys::TIMER_DELIVER_MS, &*(now + 5_500).to_string())]);
-        park_if_timer(&mut msg).unwrap();
+        park_if_timer(&mut msg, THREE_DAYS).unwrap();
         assert_eq!(msg.topic, naming::TIMER_TOPIC);
         assert_eq!(
             properties::get(&msg.properties, keys::REAL_TOPIC),
@@ -247,14 +247,20 @@ mod tests {
 
         let mut past = MessageInner::new("T", 0, &b"x"[..]);
         past.properties = properties::encode([(keys::TIMER_DELIVER_MS, "1")]);
-        park_if_timer(&mut past).unwrap();
+        park_if_timer(&mut past, THREE_DAYS).unwrap();
         assert_eq!(past.topic, "T");
 
         let mut far = MessageInner::new("T", 0, &b"x"[..]);
         far.properties = properties::encode([(keys::TIMER_DELAY_SEC, "999999")]);
-        assert!(park_if_timer(&mut far).is_err());
+        assert!(park_if_timer(&mut far, THREE_DAYS).is_err());
+        let mut two_days = MessageInner::new("T", 0, &b"x"[..]);
+        two_days.properties = properties::encode([(keys::TIMER_DELAY_SEC, "172800")]);
+        assert!(park_if_timer(&mut two_days, THREE_DAYS).is_ok());
+        let mut two_days = MessageInner::new("T", 0, &b"x"[..]);
+        two_days.properties = properties::encode([(keys::TIMER_DELAY_SEC, "172800")]);
+        assert!(park_if_timer(&mut two_days, 86_400).is_err());
         let mut bad = MessageInner::new("T", 0, &b"x"[..]);
         bad.properties = properties::encode([(keys::TIMER_DELAY_MS, "soon")]);
-        assert!(park_if_timer(&mut bad).is_err());
+        assert!(park_if_timer(&mut bad, THREE_DAYS).is_err());
     }
 }

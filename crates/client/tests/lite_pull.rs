@@ -223,7 +223,11 @@ async fn consume_from_timestamp_on_a_young_queue_skips_older_messages() {
     assert!(got.iter().all(|b| b.starts_with("new")), "{got:?}");
     assert_eq!(got.len(), 5);
     let (got, extra) = consume(unique("lastg"), ConsumeFrom::LastOffset, 10).await;
-    assert_eq!((got.len(), extra), (10, 0), "young-queue rule kept for LAST_OFFSET");
+    assert_eq!(
+        (got.len(), extra),
+        (10, 0),
+        "young-queue rule kept for LAST_OFFSET"
+    );
     p.shutdown().await;
     cluster.shutdown().await;
 }

@@ -78,6 +78,10 @@ enum Command {
         /// Serve Prometheus `/metrics` here (RocketMQ's PROM exporter port is 5557).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Furthest a delay message's delivery time may lie ahead, ms (Java proxy's
+        /// maxDelayTimeMills; keep it within the brokers' timerMaxDelaySec).
+        #[arg(long = "max-delay-time-mills", default_value_t = 86_400_000)]
+        max_delay_time_mills: u64,
     },
     /// Run a NameServer, a broker and the gRPC endpoint in one process, zero configuration.
     Standalone {
@@ -174,7 +178,17 @@ fn main() -> ExitCode {
                 listen,
                 acl_file,
                 metrics_listen,
-            } => run_proxy(namesrv_addr, listen, acl_file, metrics_listen).await,
+                max_delay_time_mills,
+            } => {
+                let config = ProxyConfig {
+                    listen,
+                    acl_file,
+                    metrics: metrics_listen.is_some(),
+                    max_delay: std::time::Duration::from_millis(max_delay_time_mills),
+                    ..ProxyConfig::new(namesrv_addr.clone())
+                };
+                run_proxy(config, metrics_listen).await
+            }
             Command::Standalone {
                 config,
                 namesrv_listen,
@@ -435,21 +449,10 @@ fn default_standalone_root() -> PathBuf {
         .join("store")
 }
 
-async fn run_proxy(
-    namesrv_addr: String,
-    listen: SocketAddr,
-    acl_file: Option<PathBuf>,
-    metrics_listen: Option<SocketAddr>,
-) -> Result<()> {
-    if namesrv_addr.trim().is_empty() {
+async fn run_proxy(config: ProxyConfig, metrics_listen: Option<SocketAddr>) -> Result<()> {
+    if config.namesrv_addr.trim().is_empty() {
         bail!("no name server configured (-n or NAMESRV_ADDR)");
     }
-    let config = ProxyConfig {
-        listen,
-        acl_file,
-        metrics: metrics_listen.is_some(),
-        ..ProxyConfig::new(namesrv_addr)
-    };
     let proxy = Proxy::start(config)
         .await
         .context("cannot start the gRPC proxy")?;
@@ -602,6 +605,7 @@ async fn run_standalone(
         _ => None,
     };
     let dashboard_listen = dashboard_listen.unwrap_or_else(|| Listen::dashboard_of(&config));
+    let timer_max_delay_sec = config.timer_max_delay_sec;
     let dashboard_broker_config = config.clone();
     let broker = match Broker::start(config).await {
         Ok(b) => b,
@@ -627,6 +631,8 @@ async fn run_standalone(
                 .access_control()
                 .map(|access| (access, broker.own_credentials())),
             metrics: broker.metrics_addr().is_some(),
+            // One process, one delay limit: the broker's timerMaxDelaySec.
+            max_delay: std::time::Duration::from_secs(timer_max_delay_sec),
             ..ProxyConfig::new(ns_local.to_string())
         })
         .await

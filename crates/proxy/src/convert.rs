@@ -106,6 +106,22 @@ pub(crate) fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
+/// Seconds beyond which a delivery timestamp's `seconds` field must hold milliseconds: 10^11 s
+/// is the year 5138, while 10^11 ms is 1973.
+const SECONDS_THAT_ARE_MILLIS: i64 = 100_000_000_000;
+
+/// A message's delivery time in ms. The official Python SDK (5.1.x) documents
+/// `Message.delivery_timestamp` in milliseconds but copies the value into
+/// `Timestamp.seconds` unchanged; such a value (thousands of years ahead, no nanos) is read
+/// as the milliseconds its sender meant. Every other value is a plain Timestamp.
+pub(crate) fn delivery_timestamp_ms(t: &prost_types::Timestamp) -> i64 {
+    if t.seconds > SECONDS_THAT_ARE_MILLIS && t.nanos == 0 {
+        t.seconds
+    } else {
+        timestamp_ms(t)
+    }
+}
+
 pub(crate) fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: d.as_secs() as i64,
@@ -264,6 +280,24 @@ mod tests {
             assert_eq!(timestamp_ms(&timestamp(ms)), ms);
         }
         assert_eq!(duration_ms(&duration(Duration::from_millis(1500))), 1500);
+    }
+
+    #[test]
+    fn delivery_timestamps_in_seconds_or_python_sdk_milliseconds() {
+        let now = 1_796_000_000_123;
+        assert_eq!(delivery_timestamp_ms(&timestamp(now)), now);
+        // What the Python SDK sends for delivery_timestamp = now (ms): seconds = now.
+        let python = prost_types::Timestamp {
+            seconds: now,
+            nanos: 0,
+        };
+        assert_eq!(delivery_timestamp_ms(&python), now);
+        // Its seconds-valued use keeps working.
+        let secs = prost_types::Timestamp {
+            seconds: now / 1000,
+            nanos: 0,
+        };
+        assert_eq!(delivery_timestamp_ms(&secs), now / 1000 * 1000);
     }
 
     #[test]

@@ -25,8 +25,8 @@ const MAX_USER_PROPERTIES: usize = 128;
 const MAX_PROPERTIES_SIZE: usize = 16 * 1024;
 /// Longest message group (`maxMessageGroupSize`).
 const MAX_MESSAGE_GROUP_SIZE: usize = 64;
-/// How far ahead a delivery time may be (`maxDelayTimeMills`).
-const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// How far ahead a delivery time may be by default (Java proxy's `maxDelayTimeMills`).
+pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
 /// Longest orphaned-transaction check immunity (`maxTransactionRecoverySecond`).
 const MAX_TRANSACTION_RECOVERY_SECS: i64 = 3600;
 
@@ -90,7 +90,11 @@ pub(crate) fn check_group(group: &str) -> Result<(), Failure> {
 }
 
 /// Validates one gRPC message and maps it to a RocketMQ message (grpc-v5.md §9 steps 2–4).
-pub(crate) fn to_outgoing(m: &pb::Message, now: i64) -> Result<Outgoing, Failure> {
+pub(crate) fn to_outgoing(
+    m: &pb::Message,
+    now: i64,
+    max_delay: Duration,
+) -> Result<Outgoing, Failure> {
     let topic = m.topic.as_ref().map(|t| t.name.as_str()).unwrap_or("");
     let sys = m
         .system_properties
@@ -178,12 +182,18 @@ pub(crate) fn to_outgoing(m: &pb::Message, now: i64) -> Result<Outgoing, Failure
             ));
         }
     }
-    let deliver_at = sys.delivery_timestamp.as_ref().map(convert::timestamp_ms);
+    let deliver_at = sys
+        .delivery_timestamp
+        .as_ref()
+        .map(convert::delivery_timestamp_ms);
     if let Some(at) = deliver_at {
-        if at - now > MAX_DELAY.as_millis() as i64 {
+        if at - now > max_delay.as_millis() as i64 {
             return Err(Failure::new(
                 Code::IllegalDeliveryTime,
-                format!("delivery time is more than {MAX_DELAY:?} ahead"),
+                format!(
+                    "delivery time is more than {}s ahead (maxDelayTimeMills / timerMaxDelaySec)",
+                    max_delay.as_secs()
+                ),
             ));
         }
     }
@@ -321,7 +331,7 @@ async fn send(ctx: &Context, req: pb::SendMessageRequest) -> Result<Vec<SendResu
     let outgoing = req
         .messages
         .iter()
-        .map(|m| to_outgoing(m, now))
+        .map(|m| to_outgoing(m, now, ctx.max_delay))
         .collect::<Result<Vec<_>, _>>()?;
     let tx_producer = ctx.producers.get(&topic).await?;
     let producer = tx_producer.producer();
@@ -395,7 +405,7 @@ mod tests {
 
     #[test]
     fn maps_system_properties() {
-        let o = to_outgoing(&message(b"hello"), 0).unwrap();
+        let o = to_outgoing(&message(b"hello"), 0, DEFAULT_MAX_DELAY).unwrap();
         assert_eq!(o.kind, Kind::Normal);
         assert_eq!(o.message.property("UNIQ_KEY"), Some("01ABC"));
         assert_eq!(o.message.property("TAGS"), Some("TagA"));
@@ -408,13 +418,13 @@ mod tests {
     fn fifo_delay_and_transaction_kinds() {
         let mut m = message(b"x");
         m.system_properties.as_mut().unwrap().message_group = Some("g1".into());
-        let o = to_outgoing(&m, 0).unwrap();
+        let o = to_outgoing(&m, 0, DEFAULT_MAX_DELAY).unwrap();
         assert_eq!(o.kind, Kind::Fifo("g1".into()));
         assert_eq!(o.message.property("__SHARDINGKEY"), Some("g1"));
 
         let mut m = message(b"x");
         m.system_properties.as_mut().unwrap().delivery_timestamp = Some(convert::timestamp(5_000));
-        let o = to_outgoing(&m, 0).unwrap();
+        let o = to_outgoing(&m, 0, DEFAULT_MAX_DELAY).unwrap();
         assert_eq!(o.kind, Kind::Delay);
         assert_eq!(o.message.property("TIMER_DELIVER_MS"), Some("5000"));
 
@@ -423,7 +433,7 @@ mod tests {
         sys.message_type = MessageType::Transaction as i32;
         sys.orphaned_transaction_recovery_duration =
             Some(convert::duration(Duration::from_secs(7200)));
-        let o = to_outgoing(&m, 0).unwrap();
+        let o = to_outgoing(&m, 0, DEFAULT_MAX_DELAY).unwrap();
         assert_eq!(o.kind, Kind::Transaction);
         assert_eq!(
             o.message.property("CHECK_IMMUNITY_TIME_IN_SECONDS"),
@@ -433,42 +443,67 @@ mod tests {
 
     #[test]
     fn rejects_like_the_java_proxy() {
-        assert_eq!(code(to_outgoing(&message(b""), 0)), Code::MessageBodyEmpty);
+        assert_eq!(
+            code(to_outgoing(&message(b""), 0, DEFAULT_MAX_DELAY)),
+            Code::MessageBodyEmpty
+        );
         let big = vec![0u8; MAX_BODY_SIZE + 1];
         assert_eq!(
-            code(to_outgoing(&message(&big), 0)),
+            code(to_outgoing(&message(&big), 0, DEFAULT_MAX_DELAY)),
             Code::MessageBodyTooLarge
         );
 
         let mut m = message(b"x");
         m.user_properties.insert("UNIQ_KEY".into(), "x".into());
-        assert_eq!(code(to_outgoing(&m, 0)), Code::IllegalMessagePropertyKey);
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::IllegalMessagePropertyKey
+        );
 
         let mut m = message(b"x");
         m.system_properties.as_mut().unwrap().tag = Some("a||b".into());
-        assert_eq!(code(to_outgoing(&m, 0)), Code::IllegalMessageTag);
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::IllegalMessageTag
+        );
 
         let mut m = message(b"x");
         m.system_properties.as_mut().unwrap().keys = vec![" ".into()];
-        assert_eq!(code(to_outgoing(&m, 0)), Code::IllegalMessageKey);
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::IllegalMessageKey
+        );
 
         let mut m = message(b"x");
         m.system_properties.as_mut().unwrap().message_id.clear();
-        assert_eq!(code(to_outgoing(&m, 0)), Code::IllegalMessageId);
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::IllegalMessageId
+        );
 
         let mut m = message(b"x");
         m.system_properties.as_mut().unwrap().message_group = Some("g".repeat(65));
-        assert_eq!(code(to_outgoing(&m, 0)), Code::IllegalMessageGroup);
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::IllegalMessageGroup
+        );
 
         let mut m = message(b"x");
-        m.system_properties.as_mut().unwrap().delivery_timestamp =
-            Some(convert::timestamp(MAX_DELAY.as_millis() as i64 + 10));
-        assert_eq!(code(to_outgoing(&m, 0)), Code::IllegalDeliveryTime);
+        m.system_properties.as_mut().unwrap().delivery_timestamp = Some(convert::timestamp(
+            DEFAULT_MAX_DELAY.as_millis() as i64 + 10,
+        ));
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::IllegalDeliveryTime
+        );
 
         let mut m = message(b"x");
         m.user_properties
             .insert("big".into(), "v".repeat(MAX_PROPERTIES_SIZE));
-        assert_eq!(code(to_outgoing(&m, 0)), Code::MessagePropertiesTooLarge);
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
+            Code::MessagePropertiesTooLarge
+        );
     }
 
     #[test]
@@ -478,7 +513,7 @@ mod tests {
         enc.write_all(b"compressed body").unwrap();
         let mut m = message(&enc.finish().unwrap());
         m.system_properties.as_mut().unwrap().body_encoding = Encoding::Gzip as i32;
-        let o = to_outgoing(&m, 0).unwrap();
+        let o = to_outgoing(&m, 0, DEFAULT_MAX_DELAY).unwrap();
         assert_eq!(&o.message.body()[..], b"compressed body");
     }
 

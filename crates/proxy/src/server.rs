@@ -54,6 +54,9 @@ pub struct ProxyConfig {
     pub request_timeout: Duration,
     /// Count calls for `/metrics` ([`Proxy::register_metrics`]).
     pub metrics: bool,
+    /// How far ahead a delay message's delivery time may be: Java proxy's `maxDelayTimeMills`
+    /// (24 h); standalone uses the broker's `timerMaxDelaySec`.
+    pub max_delay: Duration,
 }
 
 impl ProxyConfig {
@@ -69,6 +72,7 @@ impl ProxyConfig {
             shared_access: None,
             request_timeout: Duration::from_secs(3),
             metrics: false,
+            max_delay: crate::send::DEFAULT_MAX_DELAY,
         }
     }
 }
@@ -139,6 +143,7 @@ impl Proxy {
             groups: Default::default(),
             renewals: Default::default(),
             request_timeout: config.request_timeout,
+            max_delay: config.max_delay,
         });
         let metrics = Arc::new(crate::metrics::ProxyMetrics::new(config.metrics));
         let service = crate::metrics::Timed {

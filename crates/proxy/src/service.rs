@@ -53,6 +53,8 @@ pub(crate) struct Context {
     pub groups: Groups,
     pub renewals: Renewals,
     pub request_timeout: Duration,
+    /// How far ahead a delivery time may be (`maxDelayTimeMills`).
+    pub max_delay: Duration,
 }
 
 /// The service object handed to tonic.

@@ -1,11 +1,11 @@
 //! Consumer offsets and queue positions: QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET,
 //! SEARCH_OFFSET_BY_TIMESTAMP and GET_EARLIEST_MSG_STORETIME (request-codes.md §5).
 
+use ferrymq_protocol::body::ConsumeFromWhere;
 use ferrymq_protocol::header::{
     OffsetResponseHeader, QueryConsumerOffsetRequestHeader, QueueRequestHeader,
     SearchOffsetRequestHeader, TimestampResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
-use ferrymq_protocol::body::ConsumeFromWhere;
 use ferrymq_protocol::{RemotingCommand, ResponseCode};
 
 use super::{err, header, ok, Reply};
@@ -24,8 +24,8 @@ pub(super) fn query_consumer_offset(s: &BrokerState, req: &RemotingCommand) -> R
     // is still in memory (4.x semantics): a young topic's backlog is delivered, an old one's not.
     // Not for a group whose clients start from a timestamp: "not found" makes them search the
     // queue by time, where 0 would deliver what was stored before that time.
-    let from_timestamp = s.clients.consume_from_where(&h.consumer_group)
-        == Some(ConsumeFromWhere::Timestamp);
+    let from_timestamp =
+        s.clients.consume_from_where(&h.consumer_group) == Some(ConsumeFromWhere::Timestamp);
     if h.set_zero_if_not_found != Some(false)
         && !from_timestamp
         && s.store.min_offset_in_queue(&h.topic, h.queue_id) <= 0

@@ -296,7 +296,8 @@ pub(crate) async fn put_internal(s: &BrokerState, mut msg: MessageInner) -> PutM
         msg.topic = naming::SCHEDULE_TOPIC.to_owned();
         msg.queue_id = level - 1;
     } else if !transactional && !internal {
-        if let Err(refused) = crate::timer::park_if_timer(&mut msg) {
+        if let Err(refused) = crate::timer::park_if_timer(&mut msg, s.config().timer_max_delay_sec)
+        {
             return refused;
         }
     }
