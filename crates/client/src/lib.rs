@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod compression;
 pub mod config;
 pub mod consumer;
 pub mod error;
@@ -28,6 +29,7 @@ mod trace;
 pub mod transaction;
 
 pub use admin::{Admin, AdminBuilder, ConsumerProgress, TopicSpec};
+pub use compression::Compression;
 pub use config::ClientOptions;
 pub use consumer::{
     ConsumeContext, ConsumeFrom, ConsumeResult, Expression, LitePullConsumer, MessageListener,

@@ -12,7 +12,6 @@
 //! for the whole map or changes one (single lookups such as `tags()` scan the wire text).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +22,7 @@ use ferrymq_protocol::body::MessageQueue;
 use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::{msg_id, sys_flag, RecordIter, RecordView};
 
+use crate::compression::Compression;
 use crate::error::{ClientError, Result};
 
 /// Milliseconds since the Unix epoch.
@@ -477,17 +477,12 @@ impl MessageExt {
     ) -> Result<MessageExt> {
         let mut sys = view.sys_flag();
         let raw = view.body();
-        let body = if sys & sys_flag::COMPRESSED != 0 {
-            match sys & sys_flag::COMPRESSION_TYPE_MASK {
-                sys_flag::COMPRESSION_LEGACY_ZLIB | sys_flag::COMPRESSION_ZLIB => {
-                    sys &= !sys_flag::COMPRESSED;
-                    Bytes::from(inflate(raw)?)
-                }
-                // LZ4/ZSTD bodies are handed over as stored; the flag tells the caller.
-                _ => buf.slice_ref(raw),
+        let body = match Compression::of_sys_flag(sys)? {
+            Some(codec) => {
+                sys &= !(sys_flag::COMPRESSED | sys_flag::COMPRESSION_TYPE_MASK);
+                Bytes::from(codec.decompress(raw)?)
             }
-        } else {
-            buf.slice_ref(raw)
+            None => buf.slice_ref(raw),
         };
         // `RecordView::parse` checked that the properties are UTF-8.
         let props = view.properties();
@@ -561,26 +556,6 @@ impl MessageExt {
             .properties
             .set_extra(extra, [(keys::MIN_OFFSET, min), (keys::MAX_OFFSET, max)]);
     }
-}
-
-/// zlib-compresses `data` (level 5, what Java uses).
-pub(crate) fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(data);
-    enc.finish().unwrap_or_default()
-}
-
-/// Largest body inflated (guards against zip bombs): far above the 4 MiB message limit.
-const MAX_INFLATED: u64 = 64 << 20;
-
-fn inflate(data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
-    flate2::read::ZlibDecoder::new(data)
-        .take(MAX_INFLATED)
-        .read_to_end(&mut out)
-        .map_err(|e| ClientError::Malformed(format!("compressed body does not inflate: {e}")))?;
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -699,8 +674,14 @@ mod tests {
 
     #[test]
     fn decodes_compressed_records() {
+        for codec in [Compression::Zlib, Compression::Lz4, Compression::Zstd] {
+            decodes_compressed_record(codec);
+        }
+    }
+
+    fn decodes_compressed_record(codec: Compression) {
         let body = vec![b'x'; 10_000];
-        let packed = deflate(&body);
+        let packed = codec.compress(&body).unwrap();
         let props = properties::encode([("TAGS", "A"), ("UNIQ_KEY", "U1")]);
         let rec = MessageRecord {
             topic: "T",
@@ -708,7 +689,7 @@ mod tests {
             flag: 0,
             queue_offset: 5,
             physical_offset: 100,
-            sys_flag: sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
+            sys_flag: codec.sys_flag(),
             born_timestamp: 1,
             born_host: "1.2.3.4:5".parse().unwrap(),
             store_timestamp: 2,
@@ -725,7 +706,10 @@ mod tests {
         assert_eq!(msgs.len(), 2);
         let m = &msgs[0];
         assert_eq!(&m.body()[..], &body[..]);
-        assert_eq!(m.sys_flag & sys_flag::COMPRESSED, 0);
+        assert_eq!(
+            m.sys_flag & (sys_flag::COMPRESSED | sys_flag::COMPRESSION_TYPE_MASK),
+            0
+        );
         assert_eq!(m.msg_id(), "U1");
         assert_eq!(m.tags(), Some("A"));
         assert_eq!(m.queue().queue_id, 2);

@@ -17,7 +17,7 @@
 //! (2 more times for sync and async sends, within the 3 s send timeout) on a queue of another
 //! broker when there is one, for transport failures and the broker codes Java retries
 //! (behaviour.md §2.2). With latency fault tolerance on, brokers that were slow or failing are
-//! avoided for a while. Bodies over 4 KiB are zlib-compressed; every message gets a `UNIQ_KEY`.
+//! avoided for a while. Bodies over 4 KiB are compressed (zlib, or LZ4/ZSTD when asked); every message gets a `UNIQ_KEY`.
 //! Ordered (partitioned) sends pick the queue with a selector — e.g. [`Producer::send_ordered`]
 //! hashes a sharding key — and are not moved to another queue on failure.
 
@@ -40,10 +40,11 @@ use ferrymq_protocol::message::batch::{self, BatchElement};
 use ferrymq_protocol::message::{java_string_hash, keys, sys_flag};
 use ferrymq_protocol::{naming, ExtFields, RemotingCommand, RequestCode, ResponseCode};
 
+use crate::compression::Compression;
 use crate::config::{client_option_setters, ClientOptions};
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, TransactionCheck, DEFAULT_TOPIC_QUEUE_NUMS};
-use crate::message::{deflate, now_ms, Message};
+use crate::message::{now_ms, Message};
 use crate::route::PublishInfo;
 
 /// How a stored message was acknowledged (behaviour.md §2.3).
@@ -100,8 +101,11 @@ pub struct ProducerSettings {
     pub retry_times: u32,
     /// Extra attempts of an async send (2).
     pub retry_times_async: u32,
-    /// Bodies larger than this are zlib-compressed (4 KiB).
+    /// Bodies larger than this are compressed (4 KiB).
     pub compress_threshold: usize,
+    /// The codec they are compressed with (zlib, as Java's `rocketmq.message.compressType`
+    /// default; LZ4 and ZSTD are read by 5.x Java clients and ferrymq only).
+    pub compression: Compression,
     /// Largest body (or batch) accepted (4 MiB).
     pub max_message_size: usize,
     /// Avoid brokers that recently failed or were slow (off, as in Java).
@@ -117,6 +121,7 @@ impl Default for ProducerSettings {
             retry_times: 2,
             retry_times_async: 2,
             compress_threshold: 4096,
+            compression: Compression::Zlib,
             max_message_size: 4 * 1024 * 1024,
             latency_fault_tolerance: false,
             retry_another_broker_when_not_store_ok: false,
@@ -169,6 +174,12 @@ impl ProducerBuilder {
     /// Extra attempts after a failed async send (default 2).
     pub fn retry_times_async(mut self, n: u32) -> Self {
         self.settings.retry_times_async = n;
+        self
+    }
+
+    /// Compress bodies with this codec (default zlib).
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.settings.compression = codec;
         self
     }
 
@@ -501,8 +512,9 @@ impl Producer {
         let mut flag = 0;
         let mut body = msg.body().clone();
         if body.len() > self.inner.settings.compress_threshold {
-            body = Bytes::from(deflate(&body));
-            flag |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+            let codec = self.inner.settings.compression;
+            body = Bytes::from(codec.compress(&body)?);
+            flag |= codec.sys_flag();
         }
         if msg
             .property(keys::TRANSACTION_PREPARED)

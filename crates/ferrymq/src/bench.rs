@@ -21,7 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::{ArgAction, Args, Subcommand};
-use ferrymq_client::{ConsumeResult, Expression, Message, MessageExt, Producer, PushConsumer};
+use ferrymq_client::{
+    Compression, ConsumeResult, Expression, Message, MessageExt, Producer, PushConsumer,
+};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parking_lot::Mutex;
@@ -91,6 +93,9 @@ pub struct ProduceArgs {
     /// Let the client compress bodies over 4 KiB.
     #[arg(short = 'c', long = "compressEnable", default_value_t = false, action = ArgAction::Set)]
     compress: bool,
+    /// Codec for -c true: ZLIB, LZ4 or ZSTD (Java's rocketmq.message.compressType).
+    #[arg(long = "compressType", default_value = "ZLIB", value_parser = parse_compression)]
+    compress_type: Compression,
     /// Fixed offered load in messages per second over all senders (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -297,11 +302,24 @@ fn build_message(a: &ProduceArgs, body: &Bytes, n: u64) -> Message {
     m
 }
 
+fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
+    match s.trim().to_ascii_uppercase().as_str() {
+        "ZLIB" => Ok(Compression::Zlib),
+        "LZ4" => Ok(Compression::Lz4),
+        "ZSTD" => Ok(Compression::Zstd),
+        other => Err(format!(
+            "unknown compression type {other} (ZLIB, LZ4 or ZSTD)"
+        )),
+    }
+}
+
 async fn start_producer(a: &ProduceArgs) -> Result<Producer> {
     let mut b = Producer::builder("benchmark_producer")
         .options(a.common.security.client_options(&a.common.namesrv))
         .send_timeout(Duration::from_secs(3));
-    if !a.compress {
+    if a.compress {
+        b = b.compression(a.compress_type);
+    } else {
         b = b.compress_threshold(usize::MAX);
     }
     b.start().await.context("cannot start the producer")
