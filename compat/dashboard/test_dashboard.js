@@ -39,6 +39,7 @@ async function startStandalone(name, extraConf) {
   const log = fs.openSync(path.join(dir, "ferrymq.log"), "w");
   const child = spawn(BIN, ["standalone", "-c", conf, "--namesrv-listen", `127.0.0.1:${ns}`, "--no-grpc",
     "--dashboard-listen", `127.0.0.1:${http}`], { stdio: ["ignore", log, log] });
+  children.push(child);
   const url = `http://127.0.0.1:${http}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -198,6 +199,12 @@ async function signIn(browser, server) {
   check(errors.filter((e) => !e.includes("401")).length === 0, "no script errors: " + JSON.stringify(errors));
   await page.context().close();
 }
+
+const children = [];
+// Whatever happens, no server outlives the script.
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+});
 
 async function main() {
   let open, acl, browser;

@@ -72,7 +72,15 @@ async fn eventually(what: &str, mut f: impl FnMut() -> Option<()>) {
 async fn metrics_count_what_flows() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, namesrv, port) = start(dir.path());
-    eventually("the metrics endpoint", || scrape(port).map(|_| ())).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scrape(port).is_none() {
+        if Instant::now() > deadline {
+            let log =
+                std::fs::read_to_string(dir.path().join("standalone.log")).unwrap_or_default();
+            panic!("timed out waiting for the metrics endpoint on {port}; server log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let producer = Producer::builder("metricsProducer")
         .namesrv_addr(namesrv.as_str())
         .start()

@@ -17,14 +17,22 @@ impl Drop for Proc {
     }
 }
 
-/// A free loopback port whose port − 2 is free too (the broker's fast port).
+/// A free loopback port whose port − 2 is free too (the broker's fast port), never one this
+/// test process handed out before (the kernel may offer a released port again).
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let p = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or(0);
         if p > 3000 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+            // The broker also takes p + 1 (HA) and p − 2 (fast port).
+            if given.iter().any(|g| g.abs_diff(p) <= 3) {
+                continue;
+            }
+            given.push(p);
             return p;
         }
     }
