@@ -242,18 +242,7 @@ pub(crate) async fn topic_detail(
     let admin = app.caller(&headers)?.admin;
     let route = admin.topic_route(&topic).await?;
     let stats = admin.topic_stats(&topic).await?;
-    let queues: Vec<Value> = stats
-        .iter()
-        .map(|(mq, o)| {
-            json!({
-                "brokerName": mq.broker_name,
-                "queueId": mq.queue_id,
-                "minOffset": o.min_offset,
-                "maxOffset": o.max_offset,
-                "lastUpdateTimestamp": o.last_update_timestamp,
-            })
-        })
-        .collect();
+    let queues = ferrymq_client::admin::topic_stats_json(&stats);
     let messages: i64 = stats.values().map(|o| o.max_offset - o.min_offset).sum();
     Ok(Json(json!({
         "topic": topic,

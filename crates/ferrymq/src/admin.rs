@@ -840,18 +840,7 @@ impl Ctx {
     async fn topic_status(&self, topic: &str) -> Result<String> {
         let stats = self.admin.topic_stats(topic).await.map_err(plain)?;
         if self.json {
-            let rows: Vec<Value> = stats
-                .iter()
-                .map(|(mq, o)| {
-                    json!({
-                        "brokerName": mq.broker_name,
-                        "queueId": mq.queue_id,
-                        "minOffset": o.min_offset,
-                        "maxOffset": o.max_offset,
-                        "lastUpdateTimestamp": o.last_update_timestamp,
-                    })
-                })
-                .collect();
+            let rows = ferrymq_client::admin::topic_stats_json(&stats);
             return Ok(pretty(&json!(rows)));
         }
         let mut sorted: Vec<_> = stats.iter().collect();

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use ferrymq_client::{LitePullConsumer, Message, Producer, SendStatus};
+use ferrymq_client::{Message, Producer, SendStatus};
 use serde_json::{json, Value};
 
 const TOPIC: &str = "DashTopic";
@@ -203,23 +203,7 @@ async fn dashboard_api_over_a_real_cluster() {
     .unwrap();
 
     // A group consumes everything (lag 0), then is reset to the beginning from the dashboard.
-    let consumer = LitePullConsumer::builder(GROUP)
-        .namesrv_addr(namesrv.as_str())
-        .auto_commit(true)
-        .auto_commit_interval(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
-    consumer.subscribe(TOPIC, "*").await.unwrap();
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got < 10 && Instant::now() < deadline {
-        got += consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .unwrap_or_default()
-            .len();
-    }
+    let (consumer, got) = common::consume(&namesrv, GROUP, TOPIC, 10).await;
     assert_eq!(got, 10);
     let row = tokio::task::spawn_blocking(move || {
         eventually("the group with lag 0", || {

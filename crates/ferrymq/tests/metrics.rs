@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ferrymq_client::{LitePullConsumer, Message, Producer, SendStatus};
+use ferrymq_client::{Message, Producer, SendStatus};
 
 mod common;
 
@@ -139,23 +139,7 @@ async fn metrics_count_what_flows() {
     }
     producer.shutdown().await;
 
-    let consumer = LitePullConsumer::builder(GROUP)
-        .namesrv_addr(namesrv.as_str())
-        .auto_commit(true)
-        .auto_commit_interval(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
-    consumer.subscribe(TOPIC, "*").await.unwrap();
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got < 200 && Instant::now() < deadline {
-        got += consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .unwrap_or_default()
-            .len();
-    }
+    let (consumer, got) = common::consume(&namesrv, GROUP, TOPIC, 200).await;
     assert_eq!(got, 200);
     let consumed = [("topic", TOPIC), ("consumer_group", GROUP)];
     eventually("out counters and zero lag", || {

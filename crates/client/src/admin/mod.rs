@@ -808,6 +808,23 @@ impl Admin {
     }
 }
 
+/// [`Admin::topic_stats`] as JSON rows, mqadmin's field names (`brokerName`, `queueId`,
+/// `minOffset`, `maxOffset`, `lastUpdateTimestamp`), in queue order.
+pub fn topic_stats_json(stats: &BTreeMap<MessageQueue, TopicOffset>) -> Vec<serde_json::Value> {
+    stats
+        .iter()
+        .map(|(mq, o)| {
+            serde_json::json!({
+                "brokerName": mq.broker_name,
+                "queueId": mq.queue_id,
+                "minOffset": o.min_offset,
+                "maxOffset": o.max_offset,
+                "lastUpdateTimestamp": o.last_update_timestamp,
+            })
+        })
+        .collect()
+}
+
 /// Decodes a response's fastjson body (`what` names it in errors).
 fn json_body<T: serde::de::DeserializeOwned>(resp: &RemotingCommand, what: &str) -> Result<T> {
     from_java_json(&body_text(resp)).map_err(|e| ClientError::Malformed(format!("{what}: {e}")))

@@ -77,3 +77,31 @@ pub fn standalone(
         .unwrap();
     (Proc(child), format!("127.0.0.1:{namesrv}"))
 }
+
+/// Starts an auto-committing lite pull consumer of `group` on `topic` and polls until `want`
+/// messages arrived (30 s at most); returns it with the count it got.
+pub async fn consume(
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+    want: usize,
+) -> (ferrymq_client::LitePullConsumer, usize) {
+    let consumer = ferrymq_client::LitePullConsumer::builder(group)
+        .namesrv_addr(namesrv)
+        .auto_commit(true)
+        .auto_commit_interval(std::time::Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    consumer.subscribe(topic, "*").await.unwrap();
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while got < want && std::time::Instant::now() < deadline {
+        got += consumer
+            .poll(std::time::Duration::from_millis(500))
+            .await
+            .unwrap_or_default()
+            .len();
+    }
+    (consumer, got)
+}
