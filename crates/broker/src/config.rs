@@ -90,6 +90,7 @@ properties_struct! {
         serialize_type: String = "JSON".to_owned() => "serializeType",
         /// Appends queued longer than this are refused with SYSTEM_BUSY.
         wait_time_mills_in_send_queue: u64 = 200 => "waitTimeMillsInSendQueue",
+        os_page_cache_busy_timeout_mills: u64 = 1000 => "osPageCacheBusyTimeOutMills",
         /// Percent of POP requests that read the POP retry topic before the topic itself.
         pop_from_retry_probability: u32 = 20 => "popFromRetryProbability",
         /// Parked POP requests per `topic@group@queueId` before POLLING_FULL.
@@ -217,7 +218,6 @@ pub const IGNORED_JAVA_KEYS: &[&str] = &[
     "endTransactionThreadPoolNums",
     "useReentrantLockWhenPutMessage",
     "transientStorePoolEnable",
-    "osPageCacheBusyTimeOutMills",
     "serverWorkerThreads",
     "serverSelectorThreads",
     "serverSocketSndBufSize",

@@ -103,6 +103,7 @@ fn store_config(c: &BrokerConfig) -> StoreConfig {
     s.max_transfer_count_on_message_in_memory = c.max_transfer_count_on_message_in_memory;
     s.message_delay_level = c.message_delay_level.clone();
     s.wait_time_in_queue = Duration::from_millis(c.wait_time_mills_in_send_queue.max(1));
+    s.os_page_cache_busy_timeout = Duration::from_millis(c.os_page_cache_busy_timeout_mills.max(1));
     s.broker_role = BrokerRole::parse(&c.broker_role).unwrap_or_default();
     s.ha_master_address = c.ha_master_address.clone().filter(|a| !a.is_empty());
     s.ha_send_heartbeat_interval = Duration::from_millis(c.ha_send_heartbeat_interval.max(10));

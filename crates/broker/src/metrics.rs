@@ -234,6 +234,24 @@ impl Collector for BrokerCollector {
         )?;
         encode_gauge(
             &mut encoder,
+            "rocketmq_storage_pagecache_lock_time_milliseconds",
+            "How long the append now in progress has held the commit-log lock (pageCacheLockTimeMills)",
+            &[(
+                node(Vec::new()),
+                i64::try_from(stats.page_cache_lock_time.as_millis()).unwrap_or(i64::MAX),
+            )],
+        )?;
+        encode_counter(
+            &mut encoder,
+            "rocketmq_storage_pagecache_lock_held_microseconds",
+            "Total time appends have held the commit-log lock",
+            &[(
+                node(Vec::new()),
+                u64::try_from(stats.page_cache_lock_held_total.as_micros()).unwrap_or(u64::MAX),
+            )],
+        )?;
+        encode_gauge(
+            &mut encoder,
             "rocketmq_topic_number",
             "Topics on this broker",
             &[(node(Vec::new()), s.topics.names().len() as i64)],

@@ -140,6 +140,10 @@ pub struct StoreConfig {
     pub message_delay_level: String,
     /// `waitTimeMillsInSendQueue` (200 ms): appends queued longer are refused (flow control).
     pub wait_time_in_queue: Duration,
+    /// `osPageCacheBusyTimeOutMills` (1 s): while one append has held the commit-log lock
+    /// longer than this (a stalled page cache or disk), new appends are refused at once
+    /// instead of queueing behind it.
+    pub os_page_cache_busy_timeout: Duration,
     /// `brokerRole`.
     pub broker_role: BrokerRole,
     /// Where a master accepts slaves (`haListenPort`; port 0 = any free port). `None` runs no
@@ -204,6 +208,7 @@ impl Default for StoreConfig {
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_owned(),
             wait_time_in_queue: Duration::from_millis(200),
+            os_page_cache_busy_timeout: Duration::from_millis(1000),
             broker_role: BrokerRole::AsyncMaster,
             ha_listen_addr: None,
             ha_master_address: None,

@@ -126,6 +126,11 @@ pub struct StoreStats {
     pub put_message_count: u64,
     pub put_message_bytes: u64,
     pub put_message_failures: u64,
+    /// How long the append now in progress has held the commit-log lock (zero when none is):
+    /// RocketMQ's `pageCacheLockTimeMills`.
+    pub page_cache_lock_time: std::time::Duration,
+    /// Total time appends have held the commit-log lock since the store opened.
+    pub page_cache_lock_held_total: std::time::Duration,
     pub consume_queue_count: usize,
     pub index_file_count: usize,
 }

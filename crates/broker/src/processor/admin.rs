@@ -182,7 +182,10 @@ pub(super) fn runtime_info(s: &BrokerState, req: &RemotingCommand) -> Reply {
         })
         .unwrap_or(0);
     set("earliestMessageTimeStamp", earliest.to_string());
-    set("pageCacheLockTimeMills", "0".into());
+    set(
+        "pageCacheLockTimeMills",
+        stats.page_cache_lock_time.as_millis().to_string(),
+    );
     for k in [
         "sendThreadPoolQueueSize",
         "pullThreadPoolQueueSize",

@@ -7,13 +7,30 @@ use std::process::{Child, Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferrymq");
 
-/// A child process, killed when dropped.
-pub struct Proc(pub Child);
+/// A child process, killed when dropped. When the test is failing, the tail of its log (if it
+/// has one) is printed first, so a CI failure shows what the server saw.
+pub struct Proc(pub Child, pub Option<std::path::PathBuf>);
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            if let Some(text) = self
+                .1
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+            {
+                let tail: Vec<&str> = text.lines().rev().take(80).collect();
+                eprintln!(
+                    "--- last lines of {} ---",
+                    self.1.as_ref().unwrap().display()
+                );
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 }
 
@@ -59,7 +76,8 @@ pub fn standalone(
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("standalone.log")).unwrap();
+    let log_path = dir.join("standalone.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(BIN)
         .args([
             "standalone",
@@ -75,7 +93,7 @@ pub fn standalone(
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    (Proc(child), format!("127.0.0.1:{namesrv}"))
+    (Proc(child, Some(log_path)), format!("127.0.0.1:{namesrv}"))
 }
 
 /// Starts an auto-committing lite pull consumer of `group` on `topic` and polls until `want`
