@@ -11,7 +11,8 @@ Bounded in time (INTEROP_TIMEOUT seconds, default 110; every wait has its own de
 Scenarios: normal sends with tag, keys and properties received intact by a SimpleConsumer and
 acked; tag and SQL92 filters; an unacked message redelivered after its invisible time with delivery attempt
 2; ChangeInvisibleDuration; PushConsumer (including a FAILURE redelivered with attempt 2); FIFO
-(message groups) in order; delay by delivery timestamp; transactions (commit visible, rollback
+(message groups) in order; delay by delivery timestamp; a recalled delay message never
+delivered; PullMessage / UpdateOffset / GetOffset / QueryOffset through the SDK's stubs; transactions (commit visible, rollback
 not, orphaned half message resolved through the server's check-back on the Telemetry stream).
 
 Environment: FERRYMQ_BIN, FERRYMQ_LOG (server RUST_LOG, default info), INTEROP_KEEP=1 keeps the
@@ -33,7 +34,7 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TIMEOUT = float(os.environ.get("INTEROP_TIMEOUT", "110"))
+TIMEOUT = float(os.environ.get("INTEROP_TIMEOUT", "150"))
 WORK = tempfile.mkdtemp(prefix="ferrymq-pygrpc-")
 # The SDK configures its log file (~/logs/rocketmq_python/) at import: keep it in WORK.
 os.environ["HOME"] = WORK
@@ -499,6 +500,138 @@ def s_delay():
         log("  delivered %.2f s after the delivery timestamp" % (-early / 1000))
 
 
+def s_recall():
+    """RecallMessage (proto 2.0.4): a delay message recalled with the handle from its send
+    receipt is never delivered; the one next to it is."""
+    topic = "PyGrpcRecall_" + RID
+    SERVER.create_topic(topic, "DELAY")
+    c = simple_consumer("CG_PyGrpcRecall_" + RID, topic)
+    p = started(Producer(config(), (topic,)))
+    deliver_at = int(time.time() * 1000) + 4000
+    kept = p.send(message(topic, b"kept", "R", deliver_at=deliver_at))
+    gone = p.send(message(topic, b"recalled", "R", deliver_at=deliver_at))
+    check(gone.recall_handle, "a delay message's send receipt has no recall handle")
+    try:
+        p.recall_message(topic, "not-a-handle")
+        check(False, "a malformed recall handle was accepted")
+    except AssertionError:
+        raise
+    except Exception as e:
+        log("  malformed handle refused: %s" % str(e)[:100])
+    check(p.recall_message(topic, gone.recall_handle) == gone.message_id,
+          "recall_message did not answer the recalled message's id")
+    shutdown(p)
+    got = receive_until(c, lambda g: len(g) >= 1, 20)
+    # past the due time of both: the recalled one must not follow
+    time.sleep(2)
+    got += [(time.time(), m) for m in c.receive(16, 15)]
+    shutdown(c)
+    bodies = [bytes(m.body) for _, m in got]
+    check(bodies == [b"kept"], "received %r, want only b'kept'" % bodies)
+    check(got[0][1].message_id == kept.message_id, "the kept message changed id")
+
+
+def s_pull_offsets():
+    """PullMessage, UpdateOffset, GetOffset and QueryOffset (proto 2.0.3, the PullConsumer's
+    calls) through the SDK's own generated stubs: the SDK 5.1.2 has no PullConsumer yet."""
+    import grpc
+    from rocketmq.grpc_protocol import definition_pb2 as d, service_pb2 as sv
+    from rocketmq.grpc_protocol import MessagingServiceStub
+    from google.protobuf.duration_pb2 import Duration
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    topic = "PyGrpcPull_" + RID
+    group = "CG_PyGrpcPull_" + RID
+    SERVER.create_topic(topic, "NORMAL")
+    p = started(Producer(config(), (topic,)))
+    sent = {}
+    for i in range(12):
+        tag = "A" if i % 2 == 0 else "B"
+        r = p.send(message(topic, b"pull-%d" % i, tag))
+        sent[b"pull-%d" % i] = (tag, r.message_id)
+    shutdown(p)
+    meta = (("x-mq-client-id", "pyinterop-pull-" + RID), ("x-mq-language", "PYTHON"),
+            ("x-mq-protocol", "v2"))
+    channel = grpc.insecure_channel(SERVER.grpc)
+    stub = MessagingServiceStub(channel)
+
+    def mq(qid):
+        return d.MessageQueue(topic=d.Resource(name=topic), id=qid, broker=d.Broker(name="broker-a"))
+
+    def query(qid, policy, ts_ms=None):
+        req = sv.QueryOffsetRequest(message_queue=mq(qid), query_offset_policy=policy)
+        if ts_ms is not None:
+            req.timestamp.CopyFrom(Timestamp(seconds=ts_ms // 1000, nanos=(ts_ms % 1000) * 1000000))
+        r = stub.QueryOffset(req, metadata=meta, timeout=5)
+        check(r.status.code == d.Code.OK, "QueryOffset %d: %s" % (policy, r.status))
+        return r.offset
+
+    def pull(qid, offset, expr="*", poll_ms=0):
+        f = d.FilterExpression(type=d.FilterType.TAG, expression=expr)
+        req = sv.PullMessageRequest(group=d.Resource(name=group), message_queue=mq(qid), offset=offset,
+                                    batch_size=32, filter_expression=f,
+                                    long_polling_timeout=Duration(seconds=poll_ms // 1000,
+                                                                  nanos=(poll_ms % 1000) * 1000000))
+        status, msgs, nxt = None, [], None
+        for resp in stub.PullMessage(req, metadata=meta, timeout=10):
+            kind = resp.WhichOneof("content")
+            if kind == "status":
+                status = resp.status
+            elif kind == "message":
+                msgs.append(resp.message)
+            elif kind == "next_offset":
+                nxt = resp.next_offset
+        check(status is not None, "PullMessage answered no status")
+        return status.code, msgs, nxt
+
+    ends = {q: query(q, d.QueryOffsetPolicy.END) for q in range(4)}
+    check(sum(ends.values()) == 12, "queue ends %r do not add up to the 12 sent" % ends)
+    check(all(query(q, d.QueryOffsetPolicy.BEGINNING) == 0 for q in range(4)), "a queue does not begin at 0")
+    future = int(time.time() * 1000) + 3600 * 1000
+    check(all(query(q, d.QueryOffsetPolicy.TIMESTAMP, future) == ends[q] for q in range(4)),
+          "a timestamp after the last message does not give the queue's end")
+    check(all(query(q, d.QueryOffsetPolicy.TIMESTAMP, 0) == 0 for q in range(4)),
+          "a timestamp before the first message does not give 0")
+
+    got = {}
+    for q in range(4):
+        code, msgs, nxt = pull(q, 0)
+        check(code == d.Code.OK, "pull of queue %d from 0: %s" % (q, code))
+        check(nxt == ends[q], "queue %d next_offset %r, want %d" % (q, nxt, ends[q]))
+        for m in msgs:
+            got[bytes(m.body)] = (m.system_properties.tag, m.system_properties.message_id)
+        # at the end: nothing new, after a short long poll, and the same next offset
+        t = time.time()
+        code, msgs, nxt = pull(q, ends[q], poll_ms=500)
+        check(code == d.Code.MESSAGE_NOT_FOUND and not msgs and nxt == ends[q],
+              "pull at the end of queue %d: %s %d msgs next %r" % (q, code, len(msgs), nxt))
+        check(time.time() - t < 5, "the long poll of an empty queue took %.1f s" % (time.time() - t))
+    check(got == sent, "pulled %r, sent %r" % (sorted(got), sorted(sent)))
+    tagged = []
+    for q in range(4):
+        code, msgs, _ = pull(q, 0, "A")
+        tagged += [bytes(m.body) for m in msgs]
+    check(sorted(tagged) == sorted(b for b, (t, _) in sent.items() if t == "A"),
+          "tag filter A pulled %r" % sorted(tagged))
+
+    def get_offset(qid):
+        r = stub.GetOffset(sv.GetOffsetRequest(group=d.Resource(name=group), message_queue=mq(qid)),
+                           metadata=meta, timeout=5)
+        return r.status.code, r.offset
+
+    code, _ = get_offset(1)
+    check(code == d.Code.OFFSET_NOT_FOUND, "GetOffset before any commit: %s, want OFFSET_NOT_FOUND" % code)
+    r = stub.UpdateOffset(sv.UpdateOffsetRequest(group=d.Resource(name=group), message_queue=mq(1), offset=2),
+                          metadata=meta, timeout=5)
+    check(r.status.code == d.Code.OK, "UpdateOffset: %s" % r.status)
+    check(get_offset(1) == (d.Code.OK, 2), "GetOffset after UpdateOffset(2): %r" % (get_offset(1),))
+    bad = stub.UpdateOffset(sv.UpdateOffsetRequest(group=d.Resource(name=group), message_queue=mq(1), offset=-5),
+                            metadata=meta, timeout=5)
+    check(bad.status.code == d.Code.ILLEGAL_OFFSET, "UpdateOffset(-5): %s" % bad.status)
+    channel.close()
+    log("  pulled %d messages from 4 queues, ends %r" % (len(got), ends))
+
+
 class Checker(TransactionChecker):
     """Commits half messages with property resolve=commit; for the others the state stays
     unknown (raising makes the SDK send no EndTransaction), so the client decides."""
@@ -572,6 +705,8 @@ SCENARIOS = [
     ("fifo", s_fifo),
     ("fifo_push", s_fifo_push),
     ("delay", s_delay),
+    ("recall", s_recall),
+    ("pull_offsets", s_pull_offsets),
     ("transaction", s_transaction),
     ("transaction_checkback", s_transaction_checkback),
 ]

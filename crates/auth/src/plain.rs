@@ -442,7 +442,9 @@ pub(crate) fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm
         RequestCode::SendMessageV2 | RequestCode::SendBatchMessage => {
             topic("b", Perm::PUB, &mut out)
         }
-        RequestCode::EndTransaction => topic("topic", Perm::PUB, &mut out),
+        RequestCode::EndTransaction | RequestCode::RecallMessage => {
+            topic("topic", Perm::PUB, &mut out)
+        }
         RequestCode::ConsumerSendMsgBack => group("group", &mut out),
         RequestCode::PullMessage
         | RequestCode::LitePullMessage

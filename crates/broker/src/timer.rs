@@ -8,13 +8,14 @@
 //! of group `CID_RMQ_SYS_TIMER` (so it survives restarts with the other offsets).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrymq_protocol::message::properties::{self, keys};
 use ferrymq_protocol::message::RecordView;
 use ferrymq_protocol::naming;
+use ferrymq_protocol::recall::{self, RecallHandle};
 use ferrymq_store::{GetMessageStatus, MessageInner, PutMessageResult, PutMessageStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -101,6 +102,53 @@ pub fn park_if_timer(msg: &mut MessageInner, max_delay_sec: u64) -> Result<(), P
     Ok(())
 }
 
+/// The recall handle of a message [`park_if_timer`] parked (none for retries and recall
+/// markers, which cannot be recalled).
+pub fn recall_handle(msg: &MessageInner, broker_name: &str) -> Option<String> {
+    if msg.topic != naming::TIMER_TOPIC
+        || properties::get(&msg.properties, keys::TIMER_DEL_UNIQKEY).is_some()
+    {
+        return None;
+    }
+    let real_topic = properties::get(&msg.properties, keys::REAL_TOPIC)?;
+    if naming::is_retry_topic(real_topic) {
+        return None;
+    }
+    let out_ms = properties::get(&msg.properties, keys::TIMER_OUT_MS)?
+        .parse()
+        .ok()?;
+    let uniq = properties::uniq_key(&msg.properties)?;
+    Some(RecallHandle::for_parked(real_topic, broker_name, out_ms, uniq).encode())
+}
+
+/// The delete marker RECALL_MESSAGE stores for `handle` (Java's layout: tag `_RECALL_TAG_`,
+/// `TIMER_DEL_UNIQKEY`, delivery at the handle's time, so it is parked beside its target).
+pub fn recall_marker(handle: &RecallHandle, producer_group: Option<&str>) -> MessageInner {
+    let mut msg = MessageInner::new(handle.topic.clone(), 0, &b"0"[..]);
+    let mut props = String::new();
+    properties::push(&mut props, keys::TAGS, RECALL_TAG);
+    properties::push(
+        &mut props,
+        keys::TIMER_DEL_UNIQKEY,
+        &recall::delete_key(&handle.topic, &handle.message_id),
+    );
+    properties::push(
+        &mut props,
+        keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+        &handle.message_id,
+    );
+    properties::push(&mut props, keys::TIMER_DELIVER_MS, &handle.timestamp);
+    if let Some(group) = producer_group.filter(|g| !g.is_empty()) {
+        properties::push(&mut props, keys::PRODUCER_GROUP, group);
+    }
+    msg.properties = props;
+    msg
+}
+
+const RECALL_TAG: &str = "_RECALL_TAG_";
+/// How long a recall marker whose target never showed up is remembered past its due time.
+const RECALL_MEMORY_MS: i64 = 60_000;
+
 struct Pending {
     /// (due ms, queue offset, commit-log offset), earliest first.
     heap: BinaryHeap<Reverse<(i64, i64, i64)>>,
@@ -108,6 +156,9 @@ struct Pending {
     offsets: BTreeSet<i64>,
     /// Next timer-queue offset to read.
     read: i64,
+    /// Delete keys (`topic+uniqKey`) of recalled messages, with the marker's due time. Markers
+    /// are taken in as soon as they are read, so a target due in the same second is dropped.
+    recalled: HashMap<String, i64>,
 }
 
 impl Pending {
@@ -130,6 +181,11 @@ fn read_new(s: &BrokerState, p: &mut Pending) {
                             .property(keys::TIMER_OUT_MS)
                             .and_then(|t| t.parse().ok())
                             .unwrap_or(0);
+                        if let Some(key) = v.property(keys::TIMER_DEL_UNIQKEY) {
+                            // A marker is never delivered itself.
+                            p.recalled.insert(key.to_owned(), due);
+                            continue;
+                        }
                         p.heap.push(Reverse((due, *qo, v.physical_offset())));
                         p.offsets.insert(*qo);
                     }
@@ -144,8 +200,13 @@ fn read_new(s: &BrokerState, p: &mut Pending) {
     }
 }
 
-/// Stores a due message under its real topic; false when it must be retried.
-async fn deliver(s: &BrokerState, physical_offset: i64) -> bool {
+/// Stores a due message under its real topic (or drops it if it was recalled); false when it
+/// must be retried.
+async fn deliver(
+    s: &BrokerState,
+    physical_offset: i64,
+    recalled: &mut HashMap<String, i64>,
+) -> bool {
     let Some(record) = s.store.lookup_message_by_offset(physical_offset) else {
         return true;
     };
@@ -159,6 +220,14 @@ async fn deliver(s: &BrokerState, physical_offset: i64) -> bool {
     ) else {
         return true;
     };
+    if !recalled.is_empty() {
+        if let Some(uniq) = properties::uniq_key(v.properties()) {
+            if recalled.remove(&recall::delete_key(topic, uniq)).is_some() {
+                tracing::debug!(%topic, %uniq, "timer message recalled; not delivered");
+                return true;
+            }
+        }
+    }
     // The delivered copy keeps the timer properties (5.x consumers read the delivery time and
     // type from them); its TIMER_OUT_MS keeps it from being parked again, as in RocketMQ.
     let mut props = properties::without(
@@ -190,6 +259,7 @@ pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
         heap: BinaryHeap::new(),
         offsets: BTreeSet::new(),
         read: start,
+        recalled: HashMap::new(),
     };
     loop {
         read_new(&s, &mut p);
@@ -199,12 +269,13 @@ pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
             if due > now {
                 break;
             }
-            if !deliver(&s, phy).await {
+            if !deliver(&s, phy, &mut p.recalled).await {
                 break;
             }
             p.heap.pop();
             p.offsets.remove(&qo);
         }
+        p.recalled.retain(|_, due| *due + RECALL_MEMORY_MS > now);
         if p.progress() != before {
             s.offsets
                 .commit(naming::TIMER_TOPIC, PROGRESS_GROUP, 0, p.progress());

@@ -90,6 +90,9 @@ pub struct SendResult {
     pub transaction_id: Option<String>,
     /// Region of the broker (`MSG_REGION`).
     pub region_id: Option<String>,
+    /// For a message the broker parked for later delivery (a 5.x timer message): the handle
+    /// that [`Producer::recall_message`] takes to cancel it before it is due.
+    pub recall_handle: Option<String>,
 }
 
 /// Producer tunables (behaviour.md §11 defaults).
@@ -384,6 +387,37 @@ impl Producer {
     {
         let handle = self.send_async(msg);
         tokio::spawn(async move { callback(handle.await) });
+    }
+
+    /// Cancels a timer message that is not due yet (RECALL_MESSAGE, RocketMQ 5.3) by the
+    /// [`SendResult::recall_handle`] its send returned; answers the recalled message's id. A
+    /// message already delivered, or a handle of another topic, is refused by the broker
+    /// (ILLEGAL_OPERATION).
+    pub async fn recall_message(&self, topic: &str, recall_handle: &str) -> Result<String> {
+        use ferrymq_protocol::header::{RecallMessageRequestHeader, RecallMessageResponseHeader};
+        let handle = ferrymq_protocol::recall::RecallHandle::decode(recall_handle)
+            .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+        let instance = &self.inner.instance;
+        let addr = instance
+            .master_addr_or_refresh(&handle.broker_name, topic)
+            .await?;
+        let header = RecallMessageRequestHeader {
+            producer_group: Some(self.inner.group.clone()),
+            topic: topic.to_owned(),
+            recall_handle: recall_handle.to_owned(),
+            broker_name: Some(handle.broker_name.clone()),
+        };
+        let req = RemotingCommand::request_with_header(RequestCode::RecallMessage, &header);
+        let resp = instance
+            .invoke(&addr, req, self.inner.settings.send_timeout)
+            .await?;
+        if resp.response_code() != ResponseCode::Success {
+            return Err(ClientError::broker(&addr, &resp));
+        }
+        let h: RecallMessageResponseHeader = resp
+            .decode_header()
+            .map_err(|e| ClientError::header(&addr, e))?;
+        Ok(h.msg_id)
     }
 
     /// Sends without waiting for any acknowledgement (one attempt; delivery is not confirmed).
@@ -769,6 +803,7 @@ impl Producer {
             queue_offset: h.queue_offset,
             transaction_id: h.transaction_id,
             region_id: h.msg_region,
+            recall_handle: h.recall_handle.filter(|r| !r.is_empty()),
         };
         if let Some(trace) = &self.inner.trace {
             trace.record(self.pub_record(msg, &result, &addr, started.elapsed()));

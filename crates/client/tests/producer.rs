@@ -346,3 +346,86 @@ async fn delay_level_defers_delivery() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recalled_timer_message_is_never_delivered() {
+    let cluster = Cluster::start(1).await;
+    let topic = unique("RecallT");
+    cluster.create_topic(&topic, 1).await;
+    let producer = Producer::builder(unique("pg"))
+        .options(cluster.options())
+        .start()
+        .await
+        .unwrap();
+    let plain = producer.send(Message::new(&topic, "now")).await.unwrap();
+    assert_eq!(plain.recall_handle, None, "only parked messages have one");
+    let delay = Duration::from_millis(2500);
+    let kept = producer
+        .send(Message::new(&topic, "kept").with_delay(delay))
+        .await
+        .unwrap();
+    let gone = producer
+        .send(Message::new(&topic, "recalled").with_delay(delay))
+        .await
+        .unwrap();
+    let handle = gone
+        .recall_handle
+        .clone()
+        .expect("a timer message has a recall handle");
+
+    // A handle of another topic, and one that is not a handle, are refused.
+    let other = unique("OtherT");
+    cluster.create_topic(&other, 1).await;
+    match producer.recall_message(&other, &handle).await {
+        Err(ClientError::Broker { code, remark, .. }) => {
+            assert_eq!(code, ResponseCode::IllegalOperation, "{remark}");
+            assert!(remark.contains("topic not match"), "{remark}");
+        }
+        other => panic!("recall with the wrong topic: {other:?}"),
+    }
+    assert!(matches!(
+        producer.recall_message(&topic, "not a handle").await,
+        Err(ClientError::InvalidArgument(_))
+    ));
+
+    assert_eq!(
+        producer.recall_message(&topic, &handle).await.unwrap(),
+        gone.msg_id
+    );
+
+    let consumer = LitePullConsumer::builder(unique("cg"))
+        .options(cluster.options())
+        .consume_from(ConsumeFrom::FirstOffset)
+        .start()
+        .await
+        .unwrap();
+    consumer.subscribe(&topic, "*").await.unwrap();
+    let mut got = Vec::new();
+    // Past both due times and a second more: the recalled one must not turn up.
+    let until = std::time::Instant::now() + delay + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        for m in consumer.poll(Duration::from_millis(300)).await.unwrap() {
+            got.push(String::from_utf8(m.body().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(got, ["now", "kept"]);
+    assert_eq!(max_offset(&cluster, 0, &topic, 0).await, 2);
+
+    // Once delivered, a message cannot be recalled any more.
+    let late = producer
+        .recall_message(&topic, kept.recall_handle.as_deref().unwrap())
+        .await;
+    assert!(
+        matches!(
+            &late,
+            Err(ClientError::Broker {
+                code: ResponseCode::IllegalOperation,
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -73,6 +73,7 @@ fn encode(c: &mut Criterion) {
                     batch_uniq_id: None,
                     msg_region: Some("DefaultRegion".into()),
                     trace_on: Some("true".into()),
+                    recall_handle: None,
                 });
             black_box(encode_frame(&response).unwrap())
         })

@@ -13,6 +13,7 @@ pub mod java_properties;
 pub mod message;
 pub mod naming;
 pub mod pop;
+pub mod recall;
 pub mod trace;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};

@@ -4,8 +4,9 @@
 //!
 //! The proxy is stateless "cluster mode" (grpc-v5.md §15): it holds no messages. Routes come
 //! from the name servers, sends become SEND_MESSAGE requests, receive/ack/change-invisible
-//! become the broker's POP requests, all over RocketMQ remoting through one
-//! [`ferrymq_client::ClientInstance`]. What it keeps in memory is per gRPC client: the Settings
+//! become the broker's POP requests, pull-by-offset (PullMessage, Update/Get/QueryOffset)
+//! becomes PULL_MESSAGE and the offset requests, RecallMessage becomes RECALL_MESSAGE, all over
+//! RocketMQ remoting through one [`ferrymq_client::ClientInstance`]. What it keeps in memory is per gRPC client: the Settings
 //! it reported, its Telemetry stream (for broker-initiated transaction checks), the transaction
 //! ids of half messages sent through it and, for push consumers, the receipt handles it keeps
 //! invisible on their behalf (auto-renew); plus a short cache of consumer-group configs.
@@ -26,6 +27,7 @@ mod convert;
 mod error;
 mod group;
 mod metrics;
+mod offset;
 mod receive;
 mod renew;
 mod route;

@@ -275,8 +275,34 @@ fn entry_for(result: &SendResult, message_id: &str, offset: i64) -> SendResultEn
         // The Java proxy's transaction id is the message's UNIQ_KEY.
         transaction_id: message_id.to_owned(),
         offset,
-        recall_handle: String::new(),
+        recall_handle: result.recall_handle.clone().unwrap_or_default(),
     }
+}
+
+/// RecallMessage (grpc-v5.md §12): RECALL_MESSAGE to the broker the handle names; answers the
+/// recalled message's id.
+pub(crate) async fn recall(
+    ctx: &Context,
+    req: pb::RecallMessageRequest,
+) -> Result<String, Failure> {
+    let topic = req.topic.as_ref().map_or("", |t| t.name.as_str());
+    check_topic(topic)?;
+    if req.recall_handle.trim().is_empty() {
+        return Err(Failure::new(Code::BadRequest, "recall handle is missing"));
+    }
+    let producer = ctx.producers.get(topic).await?.producer().clone();
+    producer
+        .recall_message(topic, &req.recall_handle)
+        .await
+        .map_err(|e| match e {
+            ferrymq_client::ClientError::InvalidArgument(m) => Failure::new(Code::BadRequest, m),
+            ferrymq_client::ClientError::Broker {
+                code: ferrymq_protocol::ResponseCode::IllegalOperation,
+                remark,
+                ..
+            } => Failure::new(Code::BadRequest, remark),
+            other => Failure::from(other),
+        })
 }
 
 fn failed(n: usize, f: &Failure) -> pb::SendMessageResponse {

@@ -17,6 +17,7 @@ use ferrymq_auth::{grpc as grpc_auth, AccessControl, AclError, Perm, Resource};
 
 use crate::convert;
 use crate::group::{self, GroupPolicy, Groups};
+use crate::offset;
 use crate::pb::messaging_service_server::MessagingService;
 use crate::pb::{self, settings::PubSub, telemetry_command::Command, Code};
 use crate::receive;
@@ -440,30 +441,102 @@ impl MessagingService for Messaging {
 
     async fn pull_message(
         &self,
-        _request: Request<pb::PullMessageRequest>,
+        request: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
-        Err(Status::unimplemented("PullMessage is not supported"))
+        let responses = match self.admit(&request, |r| {
+            consuming(
+                &r.group,
+                &r.message_queue.as_ref().and_then(|q| q.topic.clone()),
+            )
+        }) {
+            Ok(id) => {
+                self.ctx.sessions.touch(&id);
+                let left = remaining(&request);
+                offset::pull(&self.ctx, request.into_inner(), left).await
+            }
+            Err(f) => vec![pb::PullMessageResponse {
+                content: Some(pb::pull_message_response::Content::Status(f.to_status())),
+            }],
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            responses.into_iter().map(Ok),
+        ))))
     }
 
     async fn update_offset(
         &self,
-        _request: Request<pb::UpdateOffsetRequest>,
+        request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
-        Err(Status::unimplemented("UpdateOffset is not supported"))
+        let result = match self.admit(&request, |r| {
+            consuming(
+                &r.group,
+                &r.message_queue.as_ref().and_then(|q| q.topic.clone()),
+            )
+        }) {
+            Ok(id) => {
+                self.ctx.sessions.touch(&id);
+                offset::update(&self.ctx, request.into_inner()).await
+            }
+            Err(f) => Err(f),
+        };
+        Ok(Response::new(unary_status!(UpdateOffsetResponse, result)))
     }
 
     async fn get_offset(
         &self,
-        _request: Request<pb::GetOffsetRequest>,
+        request: Request<pb::GetOffsetRequest>,
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
-        Err(Status::unimplemented("GetOffset is not supported"))
+        let result = match self.admit(&request, |r| {
+            consuming(
+                &r.group,
+                &r.message_queue.as_ref().and_then(|q| q.topic.clone()),
+            )
+        }) {
+            Ok(id) => {
+                self.ctx.sessions.touch(&id);
+                offset::get(&self.ctx, request.into_inner()).await
+            }
+            Err(f) => Err(f),
+        };
+        Ok(Response::new(match result {
+            Ok(offset) => pb::GetOffsetResponse {
+                status: Some(status::ok()),
+                offset,
+            },
+            Err(f) => pb::GetOffsetResponse {
+                status: Some(f.to_status()),
+                offset: 0,
+            },
+        }))
     }
 
     async fn query_offset(
         &self,
-        _request: Request<pb::QueryOffsetRequest>,
+        request: Request<pb::QueryOffsetRequest>,
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
-        Err(Status::unimplemented("QueryOffset is not supported"))
+        let result = match self.admit(&request, |r| {
+            let topic = r.message_queue.as_ref().and_then(|q| q.topic.as_ref());
+            vec![Resource::topic(
+                topic.map_or("", |t| t.name.as_str()),
+                Perm::SUB,
+            )]
+        }) {
+            Ok(id) => {
+                self.ctx.sessions.touch(&id);
+                offset::query(&self.ctx, request.into_inner()).await
+            }
+            Err(f) => Err(f),
+        };
+        Ok(Response::new(match result {
+            Ok(offset) => pb::QueryOffsetResponse {
+                status: Some(status::ok()),
+                offset,
+            },
+            Err(f) => pb::QueryOffsetResponse {
+                status: Some(f.to_status()),
+                offset: 0,
+            },
+        }))
     }
 
     async fn end_transaction(
@@ -539,9 +612,27 @@ impl MessagingService for Messaging {
 
     async fn recall_message(
         &self,
-        _request: Request<pb::RecallMessageRequest>,
+        request: Request<pb::RecallMessageRequest>,
     ) -> Result<Response<pb::RecallMessageResponse>, Status> {
-        Err(Status::unimplemented("RecallMessage is not supported"))
+        let result = match self.admit(&request, |r| {
+            vec![Resource::topic(name(&r.topic), Perm::PUB)]
+        }) {
+            Ok(id) => {
+                self.ctx.sessions.touch(&id);
+                send::recall(&self.ctx, request.into_inner()).await
+            }
+            Err(f) => Err(f),
+        };
+        Ok(Response::new(match result {
+            Ok(message_id) => pb::RecallMessageResponse {
+                status: Some(status::ok()),
+                message_id,
+            },
+            Err(f) => pb::RecallMessageResponse {
+                status: Some(f.to_status()),
+                message_id: String::new(),
+            },
+        }))
     }
 
     async fn sync_lite_subscription(

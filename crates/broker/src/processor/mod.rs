@@ -17,6 +17,7 @@ mod pop_checkpoint;
 mod pop_order;
 mod pop_revive;
 mod pull;
+mod recall;
 mod send;
 mod transaction;
 
@@ -138,6 +139,7 @@ impl Processor {
             RequestCode::GetEarliestMsgStoretime => offset::earliest_time(s, &req),
             RequestCode::ConsumerSendMsgBack => send::consumer_send_back(s, &req).await,
             RequestCode::EndTransaction => transaction::end_transaction(s, &req).await,
+            RequestCode::RecallMessage => recall::recall_message(s, conn, &req).await,
             RequestCode::GetBrokerEpochCache => Ok(crate::controller_mode::epoch_cache(s, &req)),
             RequestCode::NotifyBrokerRoleChanged => {
                 Ok(crate::controller_mode::role_changed(s, &req))

@@ -144,11 +144,18 @@ pub(super) async fn send_message(
     }
     let transaction_id = properties::uniq_key(&msg.properties).map(str::to_owned);
     let body_len = msg.body.len() as u64;
-    let result = put_internal(s, msg).await;
+    let (result, recall_handle) = put_parked(s, msg).await;
     if result.status.is_stored() {
         s.metrics.produced(&h.topic, 1, body_len);
     }
-    Ok(send_response(s, req, &result, queue_id, transaction_id))
+    Ok(send_response(
+        s,
+        req,
+        &result,
+        queue_id,
+        transaction_id,
+        recall_handle,
+    ))
 }
 
 /// A slave's commit log is a copy of its master's: it takes no writes of its own (RocketMQ
@@ -276,7 +283,12 @@ fn to_half_message(msg: &mut MessageInner) {
 
 /// Stores a message, first parking it when it asks for later delivery: a delay level moves it to
 /// SCHEDULE_TOPIC_XXXX, a 5.x timer property to the timer topic (the level wins when both are set).
-pub(crate) async fn put_internal(s: &BrokerState, mut msg: MessageInner) -> PutMessageResult {
+pub(crate) async fn put_internal(s: &BrokerState, msg: MessageInner) -> PutMessageResult {
+    put_parked(s, msg).await.0
+}
+
+/// [`put_internal`], with the recall handle of a message parked by the timer (not of a retry).
+async fn put_parked(s: &BrokerState, mut msg: MessageInner) -> (PutMessageResult, Option<String>) {
     let tx_type = sys_flag::transaction_type(msg.sys_flag);
     let transactional =
         tx_type != sys_flag::TRANSACTION_NOT_TYPE && tx_type != sys_flag::TRANSACTION_COMMIT_TYPE;
@@ -298,14 +310,15 @@ pub(crate) async fn put_internal(s: &BrokerState, mut msg: MessageInner) -> PutM
     } else if !transactional && !internal {
         if let Err(refused) = crate::timer::park_if_timer(&mut msg, s.config().timer_max_delay_sec)
         {
-            return refused;
+            return (refused, None);
         }
     }
+    let recall_handle = crate::timer::recall_handle(&msg, &s.config().broker_name);
     let result = s.store.put_message(msg).await;
     if result.status.is_stored() {
         s.record_puts(1);
     }
-    result
+    (result, recall_handle)
 }
 
 async fn send_batch(
@@ -366,7 +379,7 @@ async fn send_batch(
             s.metrics.produced(&h.topic, a.msg_num as u64, body_len);
         }
     }
-    Ok(send_response(s, req, &result, queue_id, None))
+    Ok(send_response(s, req, &result, queue_id, None, None))
 }
 
 /// Maps a put result to the send response (request-codes.md §2.3).
@@ -376,6 +389,7 @@ fn send_response(
     result: &PutMessageResult,
     queue_id: i32,
     transaction_id: Option<String>,
+    recall_handle: Option<String>,
 ) -> RemotingCommand {
     if result.status != PutMessageStatus::PutOk {
         s.metrics.refused(result.status.as_str());
@@ -456,6 +470,7 @@ fn send_response(
         batch_uniq_id: None,
         msg_region: Some(s.config().region_id.clone()),
         trace_on: Some(s.config().trace_on.to_string()),
+        recall_handle,
     };
     RemotingCommand::response_to(req, code).with_header(&header)
 }

@@ -125,6 +125,24 @@ command_header! {
         batch_uniq_id: Option<String> => "batchUniqId",
         msg_region: Option<String> => "MSG_REGION",
         trace_on: Option<String> => "TRACE_ON",
+        recall_handle: Option<String> => "recallHandle",
+    }
+}
+
+command_header! {
+    /// RECALL_MESSAGE (370): cancels a parked timer message by its recall handle.
+    pub struct RecallMessageRequestHeader {
+        producer_group: Option<String> => "producerGroup",
+        topic: String => "topic",
+        recall_handle: String => "recallHandle",
+        broker_name: Option<String> => "bname",
+    }
+}
+
+command_header! {
+    /// RECALL_MESSAGE response: the recalled message's UNIQ_KEY.
+    pub struct RecallMessageResponseHeader {
+        msg_id: String => "msgId",
     }
 }
 
