@@ -35,7 +35,10 @@ async function startStandalone(name, extraConf) {
   const [ns, broker, http] = [await freePort(), await freePort(), await freePort()];
   // The HA port is listenPort + 1 and the fast port listenPort - 2: keep them free too.
   const conf = path.join(dir, "broker.conf");
-  fs.writeFileSync(conf, [`storePathRootDir=${dir}/store`, `listenPort=${broker}`, ...extraConf(dir)].join("\n") + "\n");
+  dirs.push(dir);
+  // Small commit-log segments: the default 1 GiB would be allocated up front.
+  fs.writeFileSync(conf, [`storePathRootDir=${dir}/store`, `listenPort=${broker}`,
+    "mappedFileSizeCommitLog=16777216", ...extraConf(dir)].join("\n") + "\n");
   const log = fs.openSync(path.join(dir, "ferrymq.log"), "w");
   const child = spawn(BIN, ["standalone", "-c", conf, "--namesrv-listen", `127.0.0.1:${ns}`, "--no-grpc",
     "--dashboard-listen", `127.0.0.1:${http}`], { stdio: ["ignore", log, log] });
@@ -106,8 +109,9 @@ async function openCluster(browser, server) {
   await page.waitForSelector("#brokers-table tbody tr");
   const brokerRow = await page.textContent("#brokers-table tbody tr");
   check(brokerRow.includes("broker-a") && brokerRow.includes("DefaultCluster"), "cluster page lists broker-a");
-  // Live TPS: a bounded load (200 msg/s for 8 s) must show in the cards and the chart.
-  const bench = spawn(BIN, ["bench", "produce", "-n", server.namesrv, "-t", "BenchmarkTest", "-w", "4",
+  // Live TPS: a bounded load (200 msg/s for 8 s) must show in the cards and the chart. Its own
+  // auto-created 4-queue topic: BenchmarkTest has 1024 queues, each a consume-queue file.
+  const bench = spawn(BIN, ["bench", "produce", "-n", server.namesrv, "-t", "DashboardLoad", "-w", "4",
     "--rate", "200", "--duration", "8"], { stdio: "ignore" });
   await page.waitForFunction(() => {
     const card = [...document.querySelectorAll("#totals .card")].find((c) => c.textContent.includes("Put TPS"));
@@ -201,9 +205,17 @@ async function signIn(browser, server) {
 }
 
 const children = [];
-// Whatever happens, no server outlives the script.
-process.on("exit", () => {
+const dirs = [];
+// Whatever happens, no server outlives the script, and its stores are removed (the logs are
+// kept on failure, printed below).
+process.on("exit", (code) => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const d of dirs) {
+    if (code !== 0) {
+      try { console.error(`--- ${d}/ferrymq.log\n` + fs.readFileSync(path.join(d, "ferrymq.log"), "utf8").slice(-4000)); } catch (_) { /* none */ }
+    }
+    fs.rmSync(d, { recursive: true, force: true });
+  }
 });
 
 async function main() {

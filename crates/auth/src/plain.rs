@@ -438,10 +438,12 @@ pub(crate) fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm
         }
     };
     match request.request_code() {
-        RequestCode::SendMessage => topic("topic", Perm::PUB, &mut out),
-        RequestCode::SendMessageV2 | RequestCode::SendBatchMessage => {
-            topic("b", Perm::PUB, &mut out)
+        RequestCode::SendMessage | RequestCode::SendReplyMessage => {
+            topic("topic", Perm::PUB, &mut out)
         }
+        RequestCode::SendMessageV2
+        | RequestCode::SendBatchMessage
+        | RequestCode::SendReplyMessageV2 => topic("b", Perm::PUB, &mut out),
         RequestCode::EndTransaction | RequestCode::RecallMessage => {
             topic("topic", Perm::PUB, &mut out)
         }

@@ -309,6 +309,18 @@ impl ClientRegistry {
         Some(channels.values().map(ClientChannel::describe).collect())
     }
 
+    /// The live connection of the client instance `client_id`, if it heartbeats as a producer
+    /// here (where a reply to its request is pushed).
+    pub fn producer_by_client_id(&self, client_id: &str) -> Option<Connection> {
+        let tables = self.read();
+        tables
+            .producers
+            .values()
+            .flat_map(|channels| channels.values())
+            .find(|c| c.client_id == client_id && !c.connection.is_closed())
+            .map(|c| c.connection.clone())
+    }
+
     /// One live connection of a producer group (transaction check-backs go to any member).
     pub fn any_producer(&self, group: &str) -> Option<Connection> {
         let tables = self.read();

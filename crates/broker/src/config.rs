@@ -91,6 +91,9 @@ properties_struct! {
         /// Appends queued longer than this are refused with SYSTEM_BUSY.
         wait_time_mills_in_send_queue: u64 = 200 => "waitTimeMillsInSendQueue",
         os_page_cache_busy_timeout_mills: u64 = 1000 => "osPageCacheBusyTimeOutMills",
+        /// Request-reply: also store replies in `<cluster>_REPLY_TOPIC` (besides pushing them
+        /// to the requester).
+        store_reply_message_enable: bool = true => "storeReplyMessageEnable",
         /// Percent of POP requests that read the POP retry topic before the topic itself.
         pop_from_retry_probability: u32 = 20 => "popFromRetryProbability",
         /// Parked POP requests per `topic@group@queueId` before POLLING_FULL.

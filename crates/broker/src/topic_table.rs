@@ -66,11 +66,7 @@ impl TopicTable {
             topic(naming::BENCHMARK_TOPIC, 1024, rw),
             topic(naming::OFFSET_MOVED_EVENT, 1, rw),
             topic(naming::SCHEDULE_TOPIC, SCHEDULE_TOPIC_QUEUES, rw),
-            topic(
-                &format!("{}_REPLY_TOPIC", config.broker_cluster_name),
-                1,
-                rw,
-            ),
+            topic(&naming::reply_topic(&config.broker_cluster_name), 1, rw),
             topic(
                 &format!("rmq_sys_REVIVE_LOG_{}", config.broker_cluster_name),
                 REVIVE_QUEUES,

@@ -59,6 +59,14 @@ pub enum ClientError {
     /// A sync send spent its whole time budget without success.
     #[error("send timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// A request of request-reply was sent, but no reply came within its timeout.
+    #[error("send request message to <{topic}> OK, but wait reply message timeout, {} ms", timeout.as_millis())]
+    ReplyTimeout {
+        /// The request's topic.
+        topic: String,
+        /// The request's whole time budget.
+        timeout: std::time::Duration,
+    },
 }
 
 impl ClientError {

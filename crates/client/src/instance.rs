@@ -8,7 +8,8 @@
 //!
 //! The instance also answers what brokers send on their own: NOTIFY_CONSUMER_IDS_CHANGED triggers
 //! a rebalance of that consumer group, CHECK_TRANSACTION_STATE asks the group's transaction
-//! checker and answers with END_TRANSACTION, and RESET_CONSUMER_CLIENT_OFFSET moves a consumer.
+//! checker and answers with END_TRANSACTION, RESET_CONSUMER_CLIENT_OFFSET moves a consumer, and
+//! PUSH_REPLY_MESSAGE_TO_CLIENT completes a producer's request waiting for that reply.
 //!
 //! Builders create a private instance unless one is passed in with `.instance(…)`; a private
 //! instance shuts down with its only user.
@@ -32,7 +33,8 @@ use ferrymq_protocol::body::{
 use ferrymq_protocol::header::{
     CheckTransactionStateRequestHeader, ConsumeMessageDirectlyResultRequestHeader,
     ConsumerGroupHeader, EndTransactionRequestHeader, GetConsumerRunningInfoRequestHeader,
-    GetRouteInfoRequestHeader, ResetOffsetRequestHeader, UnregisterClientRequestHeader,
+    GetRouteInfoRequestHeader, ReplyMessageRequestHeader, ResetOffsetRequestHeader,
+    UnregisterClientRequestHeader,
 };
 use ferrymq_protocol::message::{keys, RecordView, UniqKeyGenerator};
 use ferrymq_protocol::{naming, RemotingCommand, RequestCode, ResponseCode};
@@ -76,6 +78,8 @@ pub(crate) trait TransactionCheck: Send + Sync + 'static {
 struct Members {
     producers: Mutex<HashMap<String, Option<Arc<dyn TransactionCheck>>>>,
     consumers: Mutex<HashMap<String, Arc<dyn ConsumerMember>>>,
+    /// Requests waiting for their reply, by correlation id.
+    replies: Mutex<HashMap<String, tokio::sync::oneshot::Sender<MessageExt>>>,
 }
 
 /// Serves broker-initiated requests on the instance's connections.
@@ -102,6 +106,7 @@ impl RequestHandler for Callbacks {
                 self.check_transaction(conn, &request);
                 None
             }
+            RequestCode::PushReplyMessageToClient => Some(self.take_reply(&request)),
             RequestCode::ResetConsumerClientOffset => {
                 let h = request.decode_header::<ResetOffsetRequestHeader>().ok()?;
                 let body = request.body.to_bytes();
@@ -179,6 +184,37 @@ fn no_such_group(request: &RemotingCommand, group: &str) -> RemotingCommand {
 impl Callbacks {
     fn consumer(&self, group: &str) -> Option<Arc<dyn ConsumerMember>> {
         self.members.consumers.lock().get(group).cloned()
+    }
+
+    /// Hands a pushed reply to the request waiting for it. A reply nobody waits for any more
+    /// (timed out) is still acknowledged, as the Java client does.
+    fn take_reply(&self, request: &RemotingCommand) -> RemotingCommand {
+        let reply = request
+            .decode_header::<ReplyMessageRequestHeader>()
+            .map_err(|e| ClientError::Malformed(e.to_string()))
+            .and_then(|h| MessageExt::from_pushed_reply(&h, request.body.to_bytes()));
+        match reply {
+            Ok(msg) => {
+                let waiter = msg
+                    .property(keys::CORRELATION_ID)
+                    .and_then(|id| self.members.replies.lock().remove(id));
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => debug!(
+                        correlation_id = msg.property(keys::CORRELATION_ID).unwrap_or(""),
+                        "a reply arrived for no waiting request"
+                    ),
+                }
+                RemotingCommand::response_to(request, ResponseCode::Success)
+            }
+            Err(e) => RemotingCommand::error_response(
+                request,
+                ResponseCode::SystemError,
+                format!("process reply message fail: {e}"),
+            ),
+        }
     }
 
     fn check_transaction(&self, conn: &Connection, request: &RemotingCommand) {
@@ -370,6 +406,30 @@ impl ClientInstance {
             every,
             |i| async move { i.send_heartbeat_to_all().await },
         ));
+    }
+
+    /// Registers a request waiting for the reply with `correlation_id`.
+    pub(crate) fn expect_reply(
+        &self,
+        correlation_id: &str,
+    ) -> tokio::sync::oneshot::Receiver<MessageExt> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .members
+            .replies
+            .lock()
+            .insert(correlation_id.to_owned(), tx);
+        rx
+    }
+
+    /// Forgets a request that gave up waiting.
+    pub(crate) fn forget_reply(&self, correlation_id: &str) {
+        self.inner.members.replies.lock().remove(correlation_id);
+    }
+
+    /// Whether a route of `topic` is cached.
+    pub(crate) fn knows_route(&self, topic: &str) -> bool {
+        self.inner.routes.read().contains_key(topic)
     }
 
     /// The id brokers know this client by (`ip@instance`).

@@ -330,6 +330,12 @@ impl Message {
             .unwrap_or(0)
     }
 
+    /// Whether this is a reply of request-reply (`MSG_TYPE=reply`, see
+    /// [`MessageExt::create_reply`]); producers send it with SEND_REPLY_MESSAGE_V2.
+    pub fn is_reply(&self) -> bool {
+        self.property(keys::MESSAGE_TYPE) == Some(REPLY_MESSAGE_FLAG)
+    }
+
     /// The client-generated unique id (`UNIQ_KEY`), set by the producer when sending.
     pub fn uniq_key(&self) -> Option<&str> {
         self.property(keys::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
@@ -400,6 +406,18 @@ impl std::ops::DerefMut for MessageExt {
     }
 }
 
+/// `MSG_TYPE` of a reply message.
+pub(crate) const REPLY_MESSAGE_FLAG: &str = "reply";
+
+/// Java's `InetSocketAddress` text (`/ip:port`, or `host/ip:port`) as an address; unspecified
+/// when unreadable (the address is informational).
+fn java_socket_addr(text: &str) -> SocketAddr {
+    text.rsplit('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
 impl MessageExt {
     /// The message as JSON, mqadmin's field names (`msgId`, `offsetMsgId`, `queueOffset`,
     /// `storeTimestamp`, `properties`, ...): the body as text when it is UTF-8, else as hex
@@ -440,6 +458,73 @@ impl MessageExt {
                 serde_json::json!(shown.iter().map(|b| format!("{b:02x}")).collect::<String>());
         }
         v
+    }
+
+    /// Builds the reply to this request message (Java's `MessageUtil.createReplyMessage`):
+    /// addressed to `<cluster>_REPLY_TOPIC` of the cluster that stored the request, with the
+    /// request's correlation id, requester and TTL. Send it with any producer; the broker
+    /// pushes it to the waiting [`crate::Producer::request`].
+    pub fn create_reply(&self, body: impl Into<Bytes>) -> Result<Message> {
+        let cluster = self.property(keys::CLUSTER).ok_or_else(|| {
+            ClientError::InvalidMessage(format!(
+                "create reply message fail, requestMessage error, property[{}] is null",
+                keys::CLUSTER
+            ))
+        })?;
+        let mut reply = Message::new(ferrymq_protocol::naming::reply_topic(cluster), body);
+        for key in [
+            keys::CORRELATION_ID,
+            keys::MESSAGE_REPLY_TO_CLIENT,
+            keys::MESSAGE_TTL,
+        ] {
+            if let Some(v) = self.property(key) {
+                reply.set_property(key, v.to_owned());
+            }
+        }
+        reply.set_property(keys::MESSAGE_TYPE, REPLY_MESSAGE_FLAG);
+        Ok(reply)
+    }
+
+    /// A reply a broker pushed (PUSH_REPLY_MESSAGE_TO_CLIENT), its body inflated.
+    pub(crate) fn from_pushed_reply(
+        h: &ferrymq_protocol::header::ReplyMessageRequestHeader,
+        body: Bytes,
+    ) -> Result<MessageExt> {
+        let mut sys = h.sys_flag;
+        let body = match Compression::of_sys_flag(sys)? {
+            Some(codec) => {
+                sys &= !(sys_flag::COMPRESSED | sys_flag::COMPRESSION_TYPE_MASK);
+                Bytes::from(codec.decompress(&body)?)
+            }
+            None => body,
+        };
+        let props = h.properties.clone().unwrap_or_default();
+        let store_host = java_socket_addr(&h.store_host);
+        Ok(MessageExt {
+            message: Message {
+                topic: Topic::Owned(h.topic.clone()),
+                body,
+                flag: h.flag,
+                properties: if props.is_empty() {
+                    Properties::default()
+                } else {
+                    Properties::from_wire(Bytes::from(props))
+                },
+            },
+            broker_name: String::new(),
+            queue_id: h.queue_id,
+            queue_offset: 0,
+            commit_log_offset: 0,
+            sys_flag: sys,
+            born_timestamp: h.born_timestamp,
+            born_host: java_socket_addr(&h.born_host),
+            store_timestamp: h.store_timestamp,
+            store_host,
+            reconsume_times: h.reconsume_times.unwrap_or(0),
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+            offset_msg_id: String::new(),
+        })
     }
 
     /// The id applications know a message by: its `UNIQ_KEY`, else the offset id.

@@ -44,7 +44,7 @@ use crate::compression::Compression;
 use crate::config::{client_option_setters, ClientOptions};
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, TransactionCheck, DEFAULT_TOPIC_QUEUE_NUMS};
-use crate::message::{now_ms, Message};
+use crate::message::{now_ms, Message, MessageExt};
 use crate::route::PublishInfo;
 
 /// How a stored message was acknowledged (behaviour.md §2.3).
@@ -93,6 +93,20 @@ pub struct SendResult {
     /// For a message the broker parked for later delivery (a 5.x timer message): the handle
     /// that [`Producer::recall_message`] takes to cancel it before it is due.
     pub recall_handle: Option<String>,
+}
+
+/// A request's correlation id: a random UUID in its text form, as Java's `CorrelationIdUtil`.
+fn correlation_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// Producer tunables (behaviour.md §11 defaults).
@@ -387,6 +401,62 @@ impl Producer {
     {
         let handle = self.send_async(msg);
         tokio::spawn(async move { callback(handle.await) });
+    }
+
+    /// Request-reply (RocketMQ 4.6+): sends `msg` and waits at most `timeout` in all for the
+    /// reply a consumer sends back with [`MessageExt::create_reply`]. The request carries a
+    /// fresh `CORRELATION_ID`, this instance's id as `REPLY_TO_CLIENT`, and `TTL`; the broker
+    /// that takes the reply pushes it straight to this instance.
+    pub async fn request(&self, mut msg: Message, timeout: Duration) -> Result<MessageExt> {
+        let started = Instant::now();
+        let instance = &self.inner.instance;
+        let correlation_id = correlation_id();
+        msg.set_property(keys::CORRELATION_ID, correlation_id.clone());
+        msg.set_property(
+            keys::MESSAGE_REPLY_TO_CLIENT,
+            instance.client_id().to_owned(),
+        );
+        msg.set_property(keys::MESSAGE_TTL, timeout.as_millis().to_string());
+        if !instance.knows_route(msg.topic()) {
+            // The brokers of a new route must know this instance before a reply comes.
+            instance.publish_info(msg.topic()).await?;
+            instance.send_heartbeat_to_all().await;
+        }
+        let topic = msg.topic().to_owned();
+        let reply = instance.expect_reply(&correlation_id);
+        let sent = match self.prepare(msg) {
+            Ok(prepared) => {
+                tokio::time::timeout(
+                    timeout.saturating_sub(started.elapsed()),
+                    self.send_default(prepared, Mode::Sync),
+                )
+                .await
+            }
+            Err(e) => Ok(Err(e)),
+        };
+        match sent {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => {
+                instance.forget_reply(&correlation_id);
+                return Err(ClientError::Shutdown);
+            }
+            Ok(Err(e)) => {
+                instance.forget_reply(&correlation_id);
+                return Err(e);
+            }
+            Err(_) => {
+                instance.forget_reply(&correlation_id);
+                return Err(ClientError::Timeout(timeout));
+            }
+        }
+        match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), reply).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(_)) => Err(ClientError::Shutdown),
+            Err(_) => {
+                instance.forget_reply(&correlation_id);
+                Err(ClientError::ReplyTimeout { topic, timeout })
+            }
+        }
     }
 
     /// Cancels a timer message that is not due yet (RECALL_MESSAGE, RocketMQ 5.3) by the
@@ -763,6 +833,8 @@ impl Producer {
         };
         let code = if msg.batch {
             RequestCode::SendBatchMessage
+        } else if m.is_reply() {
+            RequestCode::SendReplyMessageV2
         } else {
             RequestCode::SendMessageV2
         };

@@ -429,3 +429,101 @@ async fn recalled_timer_message_is_never_delivered() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_gets_the_reply_a_consumer_sends() {
+    let cluster = Cluster::start(1).await;
+    let topic = unique("RequestT");
+    cluster.create_topic(&topic, 2).await;
+    let requester = Producer::builder(unique("requester"))
+        .options(cluster.options())
+        .start()
+        .await
+        .unwrap();
+    let replier = Producer::builder(unique("replier"))
+        .options(cluster.options())
+        .start()
+        .await
+        .unwrap();
+    let consumer = LitePullConsumer::builder(unique("cg"))
+        .options(cluster.options())
+        .consume_from(ConsumeFrom::FirstOffset)
+        .start()
+        .await
+        .unwrap();
+    consumer.subscribe(&topic, "*").await.unwrap();
+
+    // Nobody answers the first request: it times out as a reply timeout, after the send.
+    let unanswered = requester
+        .request(Message::new(&topic, "hello?"), Duration::from_millis(800))
+        .await;
+    assert!(
+        matches!(&unanswered, Err(ClientError::ReplyTimeout { .. })),
+        "{unanswered:?}"
+    );
+
+    let pending = {
+        let requester = requester.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            requester
+                .request(
+                    Message::new(&topic, "ping").with_keys(["k1"]),
+                    Duration::from_secs(10),
+                )
+                .await
+        })
+    };
+    let mut answered = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while answered < 2 && std::time::Instant::now() < deadline {
+        for m in consumer.poll(Duration::from_millis(300)).await.unwrap() {
+            let reply = m
+                .create_reply(format!("pong to {}", String::from_utf8_lossy(m.body())))
+                .unwrap();
+            assert!(reply.is_reply());
+            assert!(reply.topic().ends_with("_REPLY_TOPIC"), "{}", reply.topic());
+            match replier.send(reply).await {
+                Ok(r) => assert_eq!(r.status, SendStatus::SendOk),
+                // The first request's requester gave up; the broker still stores the reply.
+                Err(ClientError::Broker { code, .. }) => {
+                    assert_eq!(code, ResponseCode::SystemError)
+                }
+                Err(e) => panic!("reply send: {e}"),
+            }
+            answered += 1;
+        }
+    }
+    let reply = pending.await.unwrap().expect("the reply arrives");
+    assert_eq!(reply.body().as_ref(), b"pong to ping");
+    assert!(reply.property("CORRELATION_ID").is_some());
+    assert!(reply.property("PUSH_REPLY_TIME").is_some());
+
+    // A reply whose requester is not connected is refused with SYSTEM_ERROR.
+    let mut orphan = Message::new(
+        ferrymq_protocol::naming::reply_topic(&cluster_name(&reply)),
+        "nobody",
+    );
+    orphan.set_property("MSG_TYPE", "reply");
+    orphan.set_property("REPLY_TO_CLIENT", "10.0.0.1@gone");
+    orphan.set_property("CORRELATION_ID", "x");
+    match replier.send(orphan).await {
+        Err(ClientError::Broker { code, remark, .. }) => {
+            assert_eq!(code, ResponseCode::SystemError);
+            assert!(remark.contains("not found"), "{remark}");
+        }
+        other => panic!("reply to a gone requester: {other:?}"),
+    }
+    consumer.shutdown().await;
+    replier.shutdown().await;
+    requester.shutdown().await;
+    cluster.shutdown().await;
+}
+
+fn cluster_name(reply: &MessageExt) -> String {
+    reply
+        .topic()
+        .strip_suffix("_REPLY_TOPIC")
+        .unwrap()
+        .to_owned()
+}

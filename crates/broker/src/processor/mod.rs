@@ -18,6 +18,7 @@ mod pop_order;
 mod pop_revive;
 mod pull;
 mod recall;
+mod reply;
 mod send;
 mod transaction;
 
@@ -114,7 +115,9 @@ impl Processor {
         let reply = match req.request_code() {
             RequestCode::SendMessage
             | RequestCode::SendMessageV2
-            | RequestCode::SendBatchMessage => send::send_message(s, conn, &req).await,
+            | RequestCode::SendBatchMessage
+            | RequestCode::SendReplyMessage
+            | RequestCode::SendReplyMessageV2 => send::send_message(s, conn, &req).await,
             RequestCode::PullMessage | RequestCode::LitePullMessage => {
                 pull::pull_message(s, &req).await
             }

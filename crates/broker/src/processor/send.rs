@@ -28,10 +28,10 @@ pub(super) async fn send_message(
 ) -> Reply {
     let code = req.request_code();
     let h = match code {
-        RequestCode::SendMessageV2 | RequestCode::SendBatchMessage => {
-            SendMessageRequestHeader::read_v2(&req.ext_fields)
-                .map_err(|e| err(req, ResponseCode::SystemError, e.to_string()))?
-        }
+        RequestCode::SendMessageV2
+        | RequestCode::SendBatchMessage
+        | RequestCode::SendReplyMessageV2 => SendMessageRequestHeader::read_v2(&req.ext_fields)
+            .map_err(|e| err(req, ResponseCode::SystemError, e.to_string()))?,
         _ => header::<SendMessageRequestHeader>(req)?,
     };
     let is_batch = code == RequestCode::SendBatchMessage || h.batch == Some(true);
@@ -125,6 +125,12 @@ pub(super) async fn send_message(
         reconsume_times: h.reconsume_times.unwrap_or(0),
         prepared_transaction_offset: 0,
     };
+    if matches!(
+        code,
+        RequestCode::SendReplyMessage | RequestCode::SendReplyMessageV2
+    ) {
+        return super::reply::reply(s, conn, req, &h, msg).await;
+    }
     if naming::is_retry_topic(&h.topic) {
         redirect_exhausted_retry(s, req, &h, &mut msg).await?;
     }

@@ -130,6 +130,28 @@ command_header! {
 }
 
 command_header! {
+    /// PUSH_REPLY_MESSAGE_TO_CLIENT (326): a broker hands a reply to the requester's client
+    /// instance; the body is the reply's body. Hosts are Java's `InetSocketAddress` text
+    /// (`/ip:port`).
+    pub struct ReplyMessageRequestHeader {
+        producer_group: String => "producerGroup",
+        topic: String => "topic",
+        default_topic: String => "defaultTopic",
+        default_topic_queue_nums: i32 => "defaultTopicQueueNums",
+        queue_id: i32 => "queueId",
+        sys_flag: i32 => "sysFlag",
+        born_timestamp: i64 => "bornTimestamp",
+        flag: i32 => "flag",
+        properties: Option<String> => "properties",
+        reconsume_times: Option<i32> => "reconsumeTimes",
+        unit_mode: Option<bool> => "unitMode",
+        born_host: String => "bornHost",
+        store_host: String => "storeHost",
+        store_timestamp: i64 => "storeTimestamp",
+    }
+}
+
+command_header! {
     /// RECALL_MESSAGE (370): cancels a parked timer message by its recall handle.
     pub struct RecallMessageRequestHeader {
         producer_group: Option<String> => "producerGroup",
