@@ -25,6 +25,8 @@ pub mod pb {
 
 mod convert;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod metrics;
 mod offset;

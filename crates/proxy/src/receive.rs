@@ -68,7 +68,7 @@ pub(crate) fn invisible_time(req: &pb::ReceiveMessageRequest) -> Result<Duration
     Ok(d)
 }
 
-fn filter(req: &pb::ReceiveMessageRequest) -> Result<(String, String), Failure> {
+pub(crate) fn filter(req: &pb::ReceiveMessageRequest) -> Result<(String, String), Failure> {
     let Some(f) = &req.filter_expression else {
         return Ok(("TAG".into(), "*".into()));
     };

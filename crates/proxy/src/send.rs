@@ -102,8 +102,10 @@ pub(crate) fn to_outgoing(
         .ok_or_else(|| Failure::new(Code::MessageCorrupted, "system properties are missing"))?;
     let body = if sys.body_encoding == Encoding::Gzip as i32 {
         // Stored inflated: consumers of every protocol then read it without knowing gzip.
+        // Inflating stops one byte past the limit, so a small bomb cannot take the memory.
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&m.body[..])
+            .take(MAX_BODY_SIZE as u64 + 1)
             .read_to_end(&mut out)
             .map_err(|e| Failure::new(Code::MessageCorrupted, format!("bad gzip body: {e}")))?;
         out
@@ -476,6 +478,19 @@ mod tests {
         let big = vec![0u8; MAX_BODY_SIZE + 1];
         assert_eq!(
             code(to_outgoing(&message(&big), 0, DEFAULT_MAX_DELAY)),
+            Code::MessageBodyTooLarge
+        );
+        // A gzip body of a few KiB that would inflate to 64 MiB is refused without inflating
+        // it all.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            std::io::Write::write_all(&mut bomb, &[0u8; 1024 * 1024]).unwrap();
+        }
+        let mut m = message(&bomb.finish().unwrap());
+        assert!(m.body.len() < 256 * 1024);
+        m.system_properties.as_mut().unwrap().body_encoding = Encoding::Gzip as i32;
+        assert_eq!(
+            code(to_outgoing(&m, 0, DEFAULT_MAX_DELAY)),
             Code::MessageBodyTooLarge
         );
 

@@ -463,7 +463,11 @@ impl MappedFileQueue {
     /// small and many).
     pub fn create_file(&self, offset: i64) -> Result<Arc<MappedFile>> {
         fs::create_dir_all(&self.dir).context(|| format!("create {}", self.dir.display()))?;
-        let f = Arc::new(MappedFile::create_sparse(&self.dir, offset, self.file_size)?);
+        let f = Arc::new(MappedFile::create_sparse(
+            &self.dir,
+            offset,
+            self.file_size,
+        )?);
         self.push(f.clone());
         Ok(f)
     }
@@ -590,12 +594,18 @@ mod tests {
         let sparse = q.create_file(0).unwrap();
         assert!(sparse.write_at(0, &[1u8; 20]));
         let used = fs::metadata(&sparse.path).unwrap().blocks() * 512;
-        assert!(used < size as u64 / 4, "a fresh queue segment uses {used} bytes");
+        assert!(
+            used < size as u64 / 4,
+            "a fresh queue segment uses {used} bytes"
+        );
         let reserved = MappedFile::create(dir.path(), 0, size).unwrap();
         let used = fs::metadata(&reserved.path).unwrap().blocks() * 512;
         // Where the file system cannot fallocate (tmpfs) the file stays sparse too.
         if used > 0 {
-            assert!(used >= size as u64, "a commit-log segment reserves only {used} bytes");
+            assert!(
+                used >= size as u64,
+                "a commit-log segment reserves only {used} bytes"
+            );
         }
     }
 

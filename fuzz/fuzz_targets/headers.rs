@@ -1,0 +1,4 @@
+//! libFuzzer driver of [`ferrymq_fuzz::headers`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ferrymq_fuzz::headers(data));
