@@ -148,6 +148,10 @@ pub fn recall_marker(handle: &RecallHandle, producer_group: Option<&str>) -> Mes
 const RECALL_TAG: &str = "_RECALL_TAG_";
 /// How long a recall marker whose target never showed up is remembered past its due time.
 const RECALL_MEMORY_MS: i64 = 60_000;
+/// Most recalls remembered at once (each is about a hundred bytes).
+const MAX_RECALLED: usize = 1_000_000;
+/// A recall this close to the due time is refused: the timer may already be delivering.
+pub const RECALL_MIN_LEAD_MS: i64 = PRECISION_MS + 2 * TICK.as_millis() as i64;
 
 struct Pending {
     /// (due ms, queue offset, commit-log offset), earliest first.
@@ -182,8 +186,20 @@ fn read_new(s: &BrokerState, p: &mut Pending) {
                             .and_then(|t| t.parse().ok())
                             .unwrap_or(0);
                         if let Some(key) = v.property(keys::TIMER_DEL_UNIQKEY) {
-                            // A marker is never delivered itself.
-                            p.recalled.insert(key.to_owned(), due);
+                            // A marker is never delivered itself. It counts only for its own
+                            // topic (what RECALL_MESSAGE writes; clients cannot send the
+                            // property), so nobody cancels messages of a topic they cannot
+                            // publish to.
+                            let own = v.property(keys::REAL_TOPIC).is_some_and(|t| {
+                                key.strip_prefix(t).is_some_and(|r| r.starts_with('+'))
+                            });
+                            if !own {
+                                tracing::warn!(%key, "ignoring a recall marker for another topic");
+                            } else if p.recalled.len() >= MAX_RECALLED {
+                                tracing::warn!(%key, "too many pending recalls; this one is ignored");
+                            } else {
+                                p.recalled.insert(key.to_owned(), due);
+                            }
                             continue;
                         }
                         p.heap.push(Reverse((due, *qo, v.physical_offset())));
@@ -222,7 +238,8 @@ async fn deliver(
     };
     if !recalled.is_empty() {
         if let Some(uniq) = properties::uniq_key(v.properties()) {
-            if recalled.remove(&recall::delete_key(topic, uniq)).is_some() {
+            // Kept after a match: a resent copy with the same id is recalled too.
+            if recalled.contains_key(&recall::delete_key(topic, uniq)) {
                 tracing::debug!(%topic, %uniq, "timer message recalled; not delivered");
                 return true;
             }
@@ -275,7 +292,11 @@ pub async fn run(s: Arc<BrokerState>, stop: CancellationToken) {
             p.heap.pop();
             p.offsets.remove(&qo);
         }
-        p.recalled.retain(|_, due| *due + RECALL_MEMORY_MS > now);
+        // A marker outlives its due time while anything due no later is still waiting (a
+        // failed delivery, a late restart), and for a while after, for resent copies.
+        let earliest = p.heap.peek().map(|Reverse((due, _, _))| *due);
+        p.recalled
+            .retain(|_, due| *due + RECALL_MEMORY_MS > now || earliest.is_some_and(|e| e <= *due));
         if p.progress() != before {
             s.offsets
                 .commit(naming::TIMER_TOPIC, PROGRESS_GROUP, 0, p.progress());

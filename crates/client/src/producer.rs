@@ -99,12 +99,15 @@ pub struct SendResult {
 fn correlation_id() -> String {
     let b: [u8; 16] = rand::random();
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    // Version 4 and the RFC 4122 variant, as `UUID.randomUUID()`.
+    let variant = ["8", "9", "a", "b"][(b[8] & 3) as usize];
     format!(
-        "{}-{}-4{}-{}-{}",
+        "{}-{}-4{}-{}{}-{}",
         &hex[0..8],
         &hex[8..12],
         &hex[13..16],
-        &hex[16..20],
+        variant,
+        &hex[17..20],
         &hex[20..32]
     )
 }
@@ -424,6 +427,14 @@ impl Producer {
         }
         let topic = msg.topic().to_owned();
         let reply = instance.expect_reply(&correlation_id);
+        // However this future ends (also dropped by the caller), the waiter is removed.
+        struct Forget<'a>(&'a crate::instance::ClientInstance, &'a str);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget_reply(self.1);
+            }
+        }
+        let _forget = Forget(instance, &correlation_id);
         let sent = match self.prepare(msg) {
             Ok(prepared) => {
                 tokio::time::timeout(
@@ -436,26 +447,14 @@ impl Producer {
         };
         match sent {
             Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => {
-                instance.forget_reply(&correlation_id);
-                return Err(ClientError::Shutdown);
-            }
-            Ok(Err(e)) => {
-                instance.forget_reply(&correlation_id);
-                return Err(e);
-            }
-            Err(_) => {
-                instance.forget_reply(&correlation_id);
-                return Err(ClientError::Timeout(timeout));
-            }
+            Ok(Ok(None)) => return Err(ClientError::Shutdown),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ClientError::Timeout(timeout)),
         }
         match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), reply).await {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(_)) => Err(ClientError::Shutdown),
-            Err(_) => {
-                instance.forget_reply(&correlation_id);
-                Err(ClientError::ReplyTimeout { topic, timeout })
-            }
+            Err(_) => Err(ClientError::ReplyTimeout { topic, timeout }),
         }
     }
 

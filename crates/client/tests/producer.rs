@@ -373,6 +373,16 @@ async fn recalled_timer_message_is_never_delivered() {
         .clone()
         .expect("a timer message has a recall handle");
 
+    // A client cannot forge a recall marker: the property is dropped from sends.
+    producer
+        .send(
+            Message::new(&topic, "forged")
+                .with_delay(delay)
+                .with_property("TIMER_DEL_UNIQKEY", format!("{topic}+{}", kept.msg_id)),
+        )
+        .await
+        .unwrap();
+
     // A handle of another topic, and one that is not a handle, are refused.
     let other = unique("OtherT");
     cluster.create_topic(&other, 1).await;
@@ -408,8 +418,10 @@ async fn recalled_timer_message_is_never_delivered() {
             got.push(String::from_utf8(m.body().to_vec()).unwrap());
         }
     }
-    assert_eq!(got, ["now", "kept"]);
-    assert_eq!(max_offset(&cluster, 0, &topic, 0).await, 2);
+    got.sort();
+    let stored = max_offset(&cluster, 0, &topic, 0).await;
+    assert_eq!(got, ["forged", "kept", "now"], "{stored} stored");
+    assert_eq!(stored, 3);
 
     // Once delivered, a message cannot be recalled any more.
     let late = producer

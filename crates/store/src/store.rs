@@ -84,6 +84,20 @@ struct LockWatch {
     held_total_ns: AtomicU64,
 }
 
+struct LockHeld<'a> {
+    watch: &'a LockWatch,
+    at: u64,
+}
+
+impl Drop for LockHeld<'_> {
+    fn drop(&mut self) {
+        let w = self.watch;
+        w.held_since.store(0, Ordering::Relaxed);
+        w.held_total_ns
+            .fetch_add(w.now().saturating_sub(self.at), Ordering::Relaxed);
+    }
+}
+
 impl LockWatch {
     fn new() -> LockWatch {
         LockWatch {
@@ -97,16 +111,12 @@ impl LockWatch {
         u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
-    fn taken(&self) -> u64 {
+    /// Marks the lock taken until the returned guard drops (also if the append panics, so a
+    /// failed append cannot leave every later one refused as busy).
+    fn taken(&self) -> LockHeld<'_> {
         let at = self.now();
         self.held_since.store(at, Ordering::Relaxed);
-        at
-    }
-
-    fn released(&self, taken_at: u64) {
-        self.held_since.store(0, Ordering::Relaxed);
-        self.held_total_ns
-            .fetch_add(self.now().saturating_sub(taken_at), Ordering::Relaxed);
+        LockHeld { watch: self, at }
     }
 
     /// How long the current holder has held the lock (zero while it is free).
@@ -398,7 +408,7 @@ impl MessageStore {
         // replication gone, never answered PUT_OK), and any later one is refused.
         let (role, mut result) = {
             let mut guard = self.appender.lock();
-            let taken_at = self.inner.lock_watch.taken();
+            let held = self.inner.lock_watch.taken();
             let role = self.inner.role.get();
             let result = match guard.as_mut() {
                 None => PutMessageResult::failed(
@@ -420,7 +430,7 @@ impl MessageStore {
                 }
                 Some(appender) => put(appender),
             };
-            self.inner.lock_watch.released(taken_at);
+            drop(held);
             (role, result)
         };
         if !result.status.is_stored() {

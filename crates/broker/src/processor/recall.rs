@@ -7,6 +7,7 @@ use ferrymq_protocol::message::flag::perm;
 use ferrymq_protocol::recall::RecallHandle;
 use ferrymq_protocol::{RemotingCommand, ResponseCode};
 use ferrymq_remoting::Connection;
+use ferrymq_store::PutMessageStatus;
 
 use super::{err, header, ok, Reply};
 use crate::state::BrokerState;
@@ -61,11 +62,15 @@ pub(super) async fn recall_message(
     let left = handle
         .timestamp_ms()
         .map_or(-1, |t| t - BrokerState::now_ms());
-    if left <= 0 || left >= (c.timer_max_delay_sec as i64).saturating_mul(1000) {
+    // Stricter than Java's `left <= 0`: within the last precision step the timer may be
+    // delivering the message while the marker is written.
+    if left < crate::timer::RECALL_MIN_LEAD_MS
+        || left >= (c.timer_max_delay_sec as i64).saturating_mul(1000)
+    {
         return Err(err(
             req,
             ResponseCode::IllegalOperation,
-            "recall failed, timestamp invalid: the message is already due or was never parked",
+            "recall failed, timestamp invalid: the message is due (or about to be) or was never parked",
         ));
     }
     let mut marker = crate::timer::recall_marker(&handle, h.producer_group.as_deref());
@@ -73,9 +78,16 @@ pub(super) async fn recall_message(
     marker.store_host = s.store_host;
     let result = super::send::put_internal(s, marker).await;
     if !result.status.is_stored() {
+        let code = match result.status {
+            PutMessageStatus::QueueTimeout | PutMessageStatus::OsPageCacheBusy => {
+                ResponseCode::SystemBusy
+            }
+            PutMessageStatus::ServiceNotAvailable => ResponseCode::ServiceNotAvailable,
+            _ => ResponseCode::SystemError,
+        };
         return Err(err(
             req,
-            ResponseCode::SystemError,
+            code,
             format!(
                 "recall failed, execute error: {}",
                 result.remark.unwrap_or(result.status.as_str())

@@ -269,6 +269,10 @@ fn add_broker_properties(s: &BrokerState, props: &mut String) {
     if properties::get(props, keys::POP_CK).is_some() {
         *props = properties::without(props, keys::POP_CK);
     }
+    // Only RECALL_MESSAGE writes recall markers.
+    if properties::get(props, keys::TIMER_DEL_UNIQKEY).is_some() {
+        *props = properties::without(props, keys::TIMER_DEL_UNIQKEY);
+    }
 }
 
 /// Parks a half message in RMQ_SYS_TRANS_HALF_TOPIC until the producer commits or rolls back.
@@ -318,6 +322,18 @@ async fn put_parked(s: &BrokerState, mut msg: MessageInner) -> (PutMessageResult
         {
             return (refused, None);
         }
+    }
+    if msg.topic != naming::TIMER_TOPIC
+        && properties::get(&msg.properties, keys::TIMER_DEL_UNIQKEY).is_some()
+    {
+        // A recall marker whose time passed on the way: stored as is it would reach consumers.
+        return (
+            PutMessageResult::failed(
+                PutMessageStatus::MessageIllegal,
+                "recall marker is past its delivery time",
+            ),
+            None,
+        );
     }
     let recall_handle = crate::timer::recall_handle(&msg, &s.config().broker_name);
     let result = s.store.put_message(msg).await;
