@@ -32,12 +32,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startStandalone(name, extraConf) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `ferrymq-dash-${name}-`));
-  const [ns, broker, http] = [await freePort(), await freePort(), await freePort()];
+  const [ns, broker, http, ha] = [await freePort(), await freePort(), await freePort(), await freePort()];
   // The HA port is listenPort + 1 and the fast port listenPort - 2: keep them free too.
   const conf = path.join(dir, "broker.conf");
   dirs.push(dir);
   // Small commit-log segments: the default 1 GiB would be allocated up front.
-  fs.writeFileSync(conf, [`storePathRootDir=${dir}/store`, `listenPort=${broker}`,
+  fs.writeFileSync(conf, [`storePathRootDir=${dir}/store`, `listenPort=${broker}`, `haListenPort=${ha}`,
     "mappedFileSizeCommitLog=16777216", ...extraConf(dir)].join("\n") + "\n");
   const log = fs.openSync(path.join(dir, "ferrymq.log"), "w");
   const child = spawn(BIN, ["standalone", "-c", conf, "--namesrv-listen", `127.0.0.1:${ns}`, "--no-grpc",

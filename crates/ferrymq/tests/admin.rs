@@ -93,8 +93,9 @@ fn spawn(args: &[&str], log: &Path) -> Proc {
 fn broker_conf(dir: &Path, name: &str, port: u16, namesrv: Option<&str>) -> std::path::PathBuf {
     let store = dir.join(format!("store-{name}"));
     let mut text = format!(
-        "brokerName={name}\nbrokerIP1=127.0.0.1\nlistenPort={port}\nstorePathRootDir={}\n\
-         mappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=60000\n",
+        "brokerName={name}\nbrokerIP1=127.0.0.1\nlistenPort={port}\nhaListenPort={}\n\
+         storePathRootDir={}\nmappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=60000\n",
+        broker_port(),
         store.display()
     );
     if let Some(ns) = namesrv {

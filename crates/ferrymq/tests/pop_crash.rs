@@ -158,9 +158,10 @@ async fn unacked_pops_survive_sigkill() {
     std::fs::write(
         &conf,
         format!(
-            "brokerName=crash\nbrokerIP1=127.0.0.1\nlistenPort={port}\nstorePathRootDir={}\n\
-             mappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=60000\n\
+            "brokerName=crash\nbrokerIP1=127.0.0.1\nlistenPort={port}\nhaListenPort={}\n\
+             storePathRootDir={}\nmappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=60000\n\
              popFromRetryProbability=0\n",
+            broker_port(),
             dir.path().join("store").display()
         ),
     )

@@ -43,7 +43,10 @@ pub fn free_port() -> u16 {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or(0);
-        if p > 3000 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+        if p > 3000
+            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", p + 1)).is_ok()
+        {
             let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
             // The broker also takes p + 1 (HA) and p − 2 (fast port).
             if given.iter().any(|g| g.abs_diff(p) <= 3) {
@@ -65,12 +68,14 @@ pub fn standalone(
     conf: &str,
     args: &[&str],
 ) -> (Proc, String) {
-    let (broker, namesrv) = (free_port(), free_port());
+    // The HA port is given too: its default, listenPort + 1 on every address, may have been
+    // taken by another socket since the pick.
+    let (broker, namesrv, ha) = (free_port(), free_port(), free_port());
     let file = dir.join("broker.conf");
     std::fs::write(
         &file,
         format!(
-            "brokerClusterName={cluster}\nbrokerName={name}\nlistenPort={broker}\n\
+            "brokerClusterName={cluster}\nbrokerName={name}\nlistenPort={broker}\nhaListenPort={ha}\n\
              storePathRootDir={}\nmappedFileSizeCommitLog=8388608\n{conf}",
             dir.join("store").display()
         ),
