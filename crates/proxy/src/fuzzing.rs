@@ -27,7 +27,7 @@ pub fn receive_message_request(bytes: &[u8]) {
         return;
     };
     let _ = crate::receive::invisible_time(&req);
-    let _ = crate::receive::filter(&req);
+    let _ = crate::receive::filter(req.filter_expression.as_ref());
     let long = req
         .long_polling_timeout
         .as_ref()

@@ -16,7 +16,8 @@ use ferrymq_protocol::message::flag::pull_sys_flag;
 use ferrymq_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use crate::convert;
-use crate::pb::{self, pull_message_response::Content, Code, FilterType, QueryOffsetPolicy};
+use crate::pb::{self, pull_message_response::Content, Code, QueryOffsetPolicy};
+use crate::receive;
 use crate::send::{check_group, check_topic};
 use crate::service::Context;
 use crate::status::{self, broker_code, Failure};
@@ -49,6 +50,16 @@ fn queue(mq: &Option<pb::MessageQueue>) -> Result<(&str, &str, i32), Failure> {
         ));
     }
     Ok((topic, broker, mq.id))
+}
+
+fn check_offset(offset: i64) -> Result<(), Failure> {
+    if offset < 0 {
+        return Err(Failure::new(
+            Code::IllegalOffset,
+            format!("offset {offset} is negative"),
+        ));
+    }
+    Ok(())
 }
 
 fn group(g: &Option<pb::Resource>) -> Result<&str, Failure> {
@@ -129,25 +140,8 @@ async fn pull_from_broker(
 ) -> Result<(Code, Vec<MessageExt>, i64), Failure> {
     let group = group(&req.group)?;
     let (topic, broker, queue_id) = queue(&req.message_queue)?;
-    if req.offset < 0 {
-        return Err(Failure::new(
-            Code::IllegalOffset,
-            format!("offset {} is negative", req.offset),
-        ));
-    }
-    let (expression_type, expression) = match &req.filter_expression {
-        Some(f) if FilterType::try_from(f.r#type) == Ok(FilterType::Sql) => {
-            if f.expression.trim().is_empty() {
-                return Err(Failure::new(
-                    Code::IllegalFilterExpression,
-                    "empty SQL filter",
-                ));
-            }
-            ("SQL92", f.expression.trim().to_owned())
-        }
-        Some(f) if !f.expression.trim().is_empty() => ("TAG", f.expression.trim().to_owned()),
-        _ => ("TAG", "*".to_owned()),
-    };
+    check_offset(req.offset)?;
+    let (expression_type, expression) = receive::filter(req.filter_expression.as_ref())?;
     let mut suspend = req
         .long_polling_timeout
         .as_ref()
@@ -173,7 +167,7 @@ async fn pull_from_broker(
         suspend_timeout_millis: suspend.as_millis() as i64,
         subscription: Some(expression),
         sub_version: convert::now_ms(),
-        expression_type: Some(expression_type.to_owned()),
+        expression_type: Some(expression_type),
         max_msg_bytes: None,
     };
     let request = RemotingCommand::request_with_header(RequestCode::PullMessage, &header);
@@ -201,12 +195,7 @@ async fn pull_from_broker(
 pub(crate) async fn update(ctx: &Context, req: pb::UpdateOffsetRequest) -> Result<(), Failure> {
     let group = group(&req.group)?;
     let (topic, broker, queue_id) = queue(&req.message_queue)?;
-    if req.offset < 0 {
-        return Err(Failure::new(
-            Code::IllegalOffset,
-            format!("offset {} is negative", req.offset),
-        ));
-    }
+    check_offset(req.offset)?;
     let header = UpdateConsumerOffsetRequestHeader {
         consumer_group: group.to_owned(),
         topic: topic.to_owned(),

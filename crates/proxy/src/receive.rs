@@ -68,8 +68,12 @@ pub(crate) fn invisible_time(req: &pb::ReceiveMessageRequest) -> Result<Duration
     Ok(d)
 }
 
-pub(crate) fn filter(req: &pb::ReceiveMessageRequest) -> Result<(String, String), Failure> {
-    let Some(f) = &req.filter_expression else {
+/// The broker's (expression type, expression) for a request's filter: SQL92 must not be
+/// empty; an empty or missing tag filter means every tag.
+pub(crate) fn filter(
+    filter_expression: Option<&pb::FilterExpression>,
+) -> Result<(String, String), Failure> {
+    let Some(f) = filter_expression else {
         return Ok(("TAG".into(), "*".into()));
     };
     let expr = f.expression.trim();
@@ -182,7 +186,7 @@ async fn pop(
     check_topic(topic)?;
     let broker_name = mq.broker.as_ref().map(|b| b.name.as_str()).unwrap_or("");
     let invisible = invisible_time(req)?;
-    let (exp_type, exp) = filter(req)?;
+    let (exp_type, exp) = filter(req.filter_expression.as_ref())?;
     let poll = poll_time(
         req.long_polling_timeout
             .as_ref()
