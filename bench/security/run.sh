@@ -21,9 +21,10 @@ SP=(); CP=()
 if [ "$PIN" = yes ]; then SP=(taskset -c 0); CP=(taskset -c 1); fi
 "${SP[@]}" "$BIN" standalone -c "$WORK/broker.conf" --no-grpc --namesrv-listen 127.0.0.1:29876 >"$WORK/server.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; rm -rf "$WORK" "$STORE"' EXIT
+# Wait for the server to go, so the next run can bind the same ports.
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK" "$STORE"' EXIT
 sleep 1.5
-ARGS=(-n 127.0.0.1:29876 -w 64 -s "$S")
+ARGS=(-n 127.0.0.1:29876 -w "${WORKERS:-64}" -s "$S")
 case $M in acl|on) ARGS+=(--access-key bench --secret-key bench-secret);; esac
 case $M in tls|on) ARGS+=(--tls);; esac
 "${CP[@]}" "$BIN" bench produce "${ARGS[@]}" --duration 3 --json >/dev/null 2>&1

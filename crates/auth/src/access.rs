@@ -40,7 +40,7 @@ impl AccessControl {
     /// Checks one remoting request; the error is the NO_PERMISSION remark.
     pub fn check_remoting(&self, request: &RemotingCommand, remote: IpAddr) -> Result<(), String> {
         match self {
-            AccessControl::Plain(acl) => acl.rules().check(request, remote),
+            AccessControl::Plain(acl) => acl.check(request, remote),
             AccessControl::Rbac(rbac) => rbac.check_remoting(request, remote),
         }
     }
@@ -131,8 +131,6 @@ impl Rbac {
                 .filter(|u| !u.is_empty())
                 .ok_or("username cannot be null.")?;
             let wanted = self.targets(request)?;
-            let wanted: Vec<(Target, &[Action])> =
-                wanted.iter().map(|(t, a)| (t.clone(), *a)).collect();
             self.store.authorize(user, &wanted, remote)?;
         }
         Ok(())

@@ -308,47 +308,17 @@ impl AclRules {
         admin: bool,
         resources: &[(Resource, Perm)],
     ) -> Result<(), AclError> {
-        let access_key = &account.access_key;
-        if admin && !account.admin {
-            return Err(AclError::Authorization(format!(
-                "needs admin permission, access key `{access_key}` is not admin"
-            )));
-        }
-        if account.admin && account.topic_perms.is_empty() && account.group_perms.is_empty() {
+        if admin_gate(account, admin)? {
             return Ok(());
         }
-        for (resource, needed) in resources {
-            let (owned, kind, name) = match resource {
-                Resource::Topic(t) => (
-                    account
-                        .topic_perms
-                        .get(t)
-                        .copied()
-                        .unwrap_or(account.default_topic_perm),
-                    "topic",
-                    t,
-                ),
-                Resource::Group(g) => (
-                    account
-                        .group_perms
-                        .get(g)
-                        .copied()
-                        .unwrap_or(account.default_group_perm),
-                    "group",
-                    g,
-                ),
-            };
-            if !owned.allows(*needed) {
-                return Err(AclError::Authorization(format!(
-                    "no {} permission on {kind} `{name}` for access key `{access_key}`",
-                    needed.name()
-                )));
-            }
-        }
-        Ok(())
+        resources
+            .iter()
+            .try_for_each(|(resource, needed)| permits(account, resource.borrowed(), *needed))
     }
 
     /// Checks one remoting request from `remote`. `Err` is the NO_PERMISSION remark.
+    /// Borrows the names it checks from the request: nothing is allocated for a request that
+    /// passes.
     pub fn check(&self, request: &RemotingCommand, remote: IpAddr) -> Result<(), String> {
         let ext = &request.ext_fields;
         let signed_by = |account: &Account| account.signing_key.verifies(request);
@@ -358,11 +328,57 @@ impl AclRules {
         else {
             return Ok(());
         };
-        let code = request.request_code();
-        let resources = resources(request)?;
-        self.authorize(account, needs_admin(code), &resources)
-            .map_err(|e| e.to_string())
+        if admin_gate(account, needs_admin(request.request_code())).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        for_each_resource(request, &mut |resource, needed| {
+            permits(account, resource, needed).map_err(|e| e.to_string())
+        })
     }
+}
+
+/// `Err` when the call needs an admin and `account` is not one; `Ok(true)` when nothing more
+/// is checked (an admin without per-resource permissions may do anything).
+fn admin_gate(account: &Account, admin: bool) -> Result<bool, AclError> {
+    if admin && !account.admin {
+        return Err(AclError::Authorization(format!(
+            "needs admin permission, access key `{}` is not admin",
+            account.access_key
+        )));
+    }
+    Ok(account.admin && account.topic_perms.is_empty() && account.group_perms.is_empty())
+}
+
+/// Whether `account` holds `needed` on `resource`, from its per-resource or default perms.
+fn permits(account: &Account, resource: ResourceRef<'_>, needed: Perm) -> Result<(), AclError> {
+    let (owned, kind, name) = match resource {
+        ResourceRef::Topic(t) => (
+            account
+                .topic_perms
+                .get(t)
+                .copied()
+                .unwrap_or(account.default_topic_perm),
+            "topic",
+            t,
+        ),
+        ResourceRef::Group(g) => (
+            account
+                .group_perms
+                .get(g)
+                .copied()
+                .unwrap_or(account.default_group_perm),
+            "group",
+            g,
+        ),
+    };
+    if owned.allows(needed) {
+        return Ok(());
+    }
+    Err(AclError::Authorization(format!(
+        "no {} permission on {kind} `{name}` for access key `{}`",
+        needed.name(),
+        account.access_key
+    )))
 }
 
 /// Why a request was refused: the caller is not who it says (or says nothing), or may not do
@@ -405,49 +421,91 @@ pub enum Resource {
     Group(String),
 }
 
+/// A [`Resource`] borrowed from the request that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResourceRef<'a> {
+    Topic(&'a str),
+    Group(&'a str),
+}
+
 impl Resource {
     /// A topic by name; a `%RETRY%<group>` topic stands for its group (sending to it is
     /// consuming), so it needs SUB on the group instead of `perm` on a topic.
     pub fn topic(name: &str, perm: Perm) -> (Resource, Perm) {
-        match name.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
-            Some(group) => (Resource::Group(group.to_owned()), Perm::SUB),
-            None => (Resource::Topic(name.to_owned()), perm),
-        }
+        let (resource, perm) = ResourceRef::topic(name, perm);
+        (resource.owned(), perm)
     }
 
     /// A consumer group (always SUB).
     pub fn group(name: &str) -> (Resource, Perm) {
         (Resource::Group(name.to_owned()), Perm::SUB)
     }
+
+    pub(crate) fn borrowed(&self) -> ResourceRef<'_> {
+        match self {
+            Resource::Topic(t) => ResourceRef::Topic(t),
+            Resource::Group(g) => ResourceRef::Group(g),
+        }
+    }
+}
+
+impl<'a> ResourceRef<'a> {
+    /// As [`Resource::topic`].
+    fn topic(name: &'a str, perm: Perm) -> (ResourceRef<'a>, Perm) {
+        match name.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
+            Some(group) => (ResourceRef::Group(group), Perm::SUB),
+            None => (ResourceRef::Topic(name), perm),
+        }
+    }
+
+    pub(crate) fn owned(self) -> Resource {
+        match self {
+            ResourceRef::Topic(t) => Resource::Topic(t.to_owned()),
+            ResourceRef::Group(g) => Resource::Group(g.to_owned()),
+        }
+    }
 }
 
 /// The topics and groups a request touches, with the permission each needs (Java's
 /// `PlainAccessResource.parse`).
 pub(crate) fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm)>, String> {
-    let ext = &request.ext_fields;
-    let field = |k: &str| ext.get(k).filter(|v| !v.is_empty()).map(str::to_owned);
     let mut out = Vec::new();
-    let topic = |key: &str, perm: Perm, out: &mut Vec<(Resource, Perm)>| {
-        if let Some(t) = field(key) {
-            out.push(Resource::topic(&t, perm));
+    for_each_resource(request, &mut |resource, perm| {
+        out.push((resource.owned(), perm));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// What [`for_each_resource`] calls for each resource.
+pub(crate) type Visit<'v> = dyn FnMut(ResourceRef<'_>, Perm) -> Result<(), String> + 'v;
+
+/// Calls `f` with each topic and group a request touches and the permission it needs,
+/// stopping at the first error; an `Err` of its own is a request it cannot read.
+pub(crate) fn for_each_resource(
+    request: &RemotingCommand,
+    f: &mut Visit<'_>,
+) -> Result<(), String> {
+    let ext = &request.ext_fields;
+    let field = |k: &str| ext.get(k).filter(|v| !v.is_empty());
+    let topic = |key: &str, perm: Perm, f: &mut Visit<'_>| match field(key) {
+        Some(t) => {
+            let (resource, perm) = ResourceRef::topic(t, perm);
+            f(resource, perm)
         }
+        None => Ok(()),
     };
-    let group = |key: &str, out: &mut Vec<(Resource, Perm)>| {
-        if let Some(g) = field(key) {
-            out.push(Resource::group(&g));
-        }
+    let group = |key: &str, f: &mut Visit<'_>| match field(key) {
+        Some(g) => f(ResourceRef::Group(g), Perm::SUB),
+        None => Ok(()),
     };
     match request.request_code() {
-        RequestCode::SendMessage | RequestCode::SendReplyMessage => {
-            topic("topic", Perm::PUB, &mut out)
-        }
+        RequestCode::SendMessage | RequestCode::SendReplyMessage => topic("topic", Perm::PUB, f),
         RequestCode::SendMessageV2
         | RequestCode::SendBatchMessage
-        | RequestCode::SendReplyMessageV2 => topic("b", Perm::PUB, &mut out),
-        RequestCode::EndTransaction | RequestCode::RecallMessage => {
-            topic("topic", Perm::PUB, &mut out)
-        }
-        RequestCode::ConsumerSendMsgBack => group("group", &mut out),
+        | RequestCode::SendReplyMessageV2 => topic("b", Perm::PUB, f),
+        RequestCode::EndTransaction | RequestCode::RecallMessage => topic("topic", Perm::PUB, f),
+        RequestCode::ConsumerSendMsgBack => group("group", f),
         RequestCode::PullMessage
         | RequestCode::LitePullMessage
         | RequestCode::QueryConsumerOffset
@@ -458,30 +516,30 @@ pub(crate) fn resources(request: &RemotingCommand) -> Result<Vec<(Resource, Perm
         | RequestCode::Notification
         | RequestCode::PeekMessage
         | RequestCode::PollingInfo => {
-            topic("topic", Perm::SUB, &mut out);
-            group("consumerGroup", &mut out);
+            topic("topic", Perm::SUB, f)?;
+            group("consumerGroup", f)
         }
-        RequestCode::QueryMessage => topic("topic", Perm::SUB, &mut out),
+        RequestCode::QueryMessage => topic("topic", Perm::SUB, f),
         RequestCode::UnregisterClient | RequestCode::GetConsumerListByGroup => {
-            group("consumerGroup", &mut out)
+            group("consumerGroup", f)
         }
         RequestCode::HeartBeat => {
             let body = request.body.to_bytes();
             let text = std::str::from_utf8(&body).map_err(|_| "heartbeat body is not UTF-8")?;
             let data: HeartbeatData = ferrymq_protocol::body::from_java_json(text)
                 .map_err(|e| format!("malformed heartbeat body: {e}"))?;
-            for consumer in data.consumer_data_set {
+            for consumer in &data.consumer_data_set {
                 for sub in &consumer.subscription_data_set {
                     if !sub.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
-                        out.push((Resource::Topic(sub.topic.clone()), Perm::SUB));
+                        f(ResourceRef::Topic(&sub.topic), Perm::SUB)?;
                     }
                 }
-                out.push(Resource::group(&consumer.group_name));
+                f(ResourceRef::Group(&consumer.group_name), Perm::SUB)?;
             }
+            Ok(())
         }
-        _ => {}
+        _ => Ok(()),
     }
-    Ok(out)
 }
 
 /// The ACL file and its current rules, reloaded when the file changes.
@@ -508,6 +566,11 @@ impl PlainAcl {
     /// The rules in force.
     pub fn rules(&self) -> Arc<AclRules> {
         self.rules.read().0.clone()
+    }
+
+    /// [`AclRules::check`] under the rules in force, without taking a reference to them.
+    pub fn check(&self, request: &RemotingCommand, remote: IpAddr) -> Result<(), String> {
+        self.rules.read().0.check(request, remote)
     }
 
     /// Re-reads the file if its modification time changed. Keeps the old rules when the new

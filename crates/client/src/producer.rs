@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use ferrymq_protocol::acl;
 use ferrymq_protocol::body::MessageQueue;
 use ferrymq_protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
 use ferrymq_protocol::message::batch::{self, BatchElement};
@@ -838,13 +839,15 @@ impl Producer {
             RequestCode::SendMessageV2
         };
         let mut req = RemotingCommand::request(code).with_body(msg.body.clone());
-        // Sized for the 14 fields up front rather than grown by doubling on every send.
+        // Sized for the 14 fields up front rather than grown by doubling on every send, with
+        // room for the three fields a signing client adds.
         let text = header.properties.as_ref().map_or(0, String::len)
             + header.topic.len()
             + header.producer_group.len()
             + header.broker_name.as_ref().map_or(0, String::len)
-            + 96;
-        req.ext_fields = ExtFields::with_capacity(14, text);
+            + 96
+            + acl::SIGNING_ROOM;
+        req.ext_fields = ExtFields::with_capacity(14 + 3, text);
         header.write_v2(&mut req.ext_fields);
         if mode == Mode::Oneway {
             instance.invoke_oneway(&addr, req).await?;
