@@ -250,6 +250,41 @@ mod tests {
         assert_eq!(hex(&mac), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
     }
 
+    proptest::proptest! {
+        /// A verifier accepts a signed request whatever order its fields arrive in (a Java
+        /// client's JSON follows a hash map), and the signer keeps a sorted header sorted.
+        #[test]
+        fn verifies_in_any_field_order(
+            fields in proptest::collection::btree_map("[A-Za-z]{1,12}", "[ -~]{0,20}", 0..20),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            rotate in 0usize..40,
+        ) {
+            let mut req = RemotingCommand::request(RequestCode::SendMessageV2).with_body(body);
+            for (k, v) in &fields {
+                req.ext_fields.insert(k, v);
+            }
+            sign_request(&mut req, &Credentials::new("ak", "secret-key"));
+            let signed: Vec<(String, String)> = req
+                .ext_fields
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let mut in_order = signed.clone();
+            in_order.sort();
+            proptest::prop_assert_eq!(&signed, &in_order);
+            let key = SigningKey::new("secret-key");
+            proptest::prop_assert!(key.verifies(&req));
+            let mut moved = signed.clone();
+            let len = moved.len();
+            moved.rotate_left(rotate % len);
+            moved.reverse();
+            req.ext_fields = moved.into_iter().collect();
+            proptest::prop_assert!(key.verifies(&req));
+            req.ext_fields.insert(ACCESS_KEY, "ak2");
+            proptest::prop_assert!(!key.verifies(&req));
+        }
+    }
+
     #[test]
     fn signature_covers_sorted_values_then_body() {
         let mut req =
