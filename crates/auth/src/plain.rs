@@ -351,26 +351,11 @@ fn admin_gate(account: &Account, admin: bool) -> Result<bool, AclError> {
 
 /// Whether `account` holds `needed` on `resource`, from its per-resource or default perms.
 fn permits(account: &Account, resource: ResourceRef<'_>, needed: Perm) -> Result<(), AclError> {
-    let (owned, kind, name) = match resource {
-        ResourceRef::Topic(t) => (
-            account
-                .topic_perms
-                .get(t)
-                .copied()
-                .unwrap_or(account.default_topic_perm),
-            "topic",
-            t,
-        ),
-        ResourceRef::Group(g) => (
-            account
-                .group_perms
-                .get(g)
-                .copied()
-                .unwrap_or(account.default_group_perm),
-            "group",
-            g,
-        ),
+    let (perms, default, kind, name) = match resource {
+        ResourceRef::Topic(t) => (&account.topic_perms, account.default_topic_perm, "topic", t),
+        ResourceRef::Group(g) => (&account.group_perms, account.default_group_perm, "group", g),
     };
+    let owned = perms.get(name).copied().unwrap_or(default);
     if owned.allows(needed) {
         return Ok(());
     }

@@ -216,9 +216,7 @@ impl ExtFields {
     /// [`ExtFields::for_each_sorted`] as bytes, which is what a signature hashes: no char
     /// boundary checks per field.
     pub fn for_each_sorted_bytes<'a>(&'a self, mut f: impl FnMut(&'a [u8], &'a [u8])) {
-        let text = self.text.as_bytes();
-        let bytes = |(start, end): (u32, u32)| &text[start as usize..end as usize];
-        self.for_each_sorted_span(|span| f(bytes(span.key), bytes(span.value)));
+        self.for_each_sorted_span(|span| f(self.bytes(span.key), self.bytes(span.value)));
     }
 
     /// Signing every request must not allocate, and it sorts every request's fields. A request
