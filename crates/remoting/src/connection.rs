@@ -126,6 +126,12 @@ static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
 const ZERO_COPY_BODY: usize = 16 * 1024;
 /// Frames queued for one write are flushed once the batch buffer reaches this size.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Requests awaiting answers on a connection from which its writer gathers frames into one write.
+const BATCH_WHEN_AWAITING: usize = 16;
+/// Requests a connection reader serves between yields, so that the writer sends
+/// their responses while the rest are served: a peer with many requests in flight gets its first
+/// answers early instead of all of them after the whole batch.
+const YIELD_EVERY: u32 = 16;
 /// Outbound frames a connection buffers before senders wait (back-pressure on slow peers).
 const OUTBOUND_QUEUE: usize = 4096;
 
@@ -331,6 +337,7 @@ async fn read_loop(
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
     let idle = config.idle_timeout;
     let far_future = Duration::from_secs(86_400 * 365);
+    let mut served_since_yield = 0;
     conn.touch();
     loop {
         let wait = idle.map_or(far_future, |t| t.saturating_sub(conn.idle_for()));
@@ -355,6 +362,11 @@ async fn read_loop(
                         conn.complete(cmd);
                     } else {
                         dispatch(&conn, &handler, &in_flight, &config, cmd).await;
+                        served_since_yield += 1;
+                        if served_since_yield == YIELD_EVERY {
+                            served_since_yield = 0;
+                            tokio::task::yield_now().await;
+                        }
                     }
                 }
             },
@@ -438,6 +450,14 @@ async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::Receiver<RemotingCommand>, 
             _ = conn.shared.closed.cancelled() => None,
         };
         let Some(first) = first else { break };
+        // Tokio runs a woken task next, so the sender that queued `first` woke this task at
+        // once and the queue holds that one frame: a write (a syscall, a TCP segment, a TLS
+        // record) per request. With many requests awaiting answers the pipe is full anyway, so
+        // one yield, letting the other ready tasks queue theirs, costs no latency; with few, a
+        // frame that waited for company would only stall the peer.
+        if rx.is_empty() && conn.pending().len() >= BATCH_WHEN_AWAITING {
+            tokio::task::yield_now().await;
+        }
         let mut next = Some(first);
         let mut failed = false;
         while let Some(cmd) = next.take() {
