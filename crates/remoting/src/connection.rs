@@ -126,11 +126,12 @@ static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(1);
 const ZERO_COPY_BODY: usize = 16 * 1024;
 /// Frames queued for one write are flushed once the batch buffer reaches this size.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Requests awaiting answers on a connection from which its writer gathers frames into one write.
+/// Requests awaiting answers on a connection at which its writer, before writing, waits once for
+/// other senders' frames so that one write carries them all.
 const BATCH_WHEN_AWAITING: usize = 16;
-/// Requests a connection reader serves between yields, so that the writer sends
-/// their responses while the rest are served: a peer with many requests in flight gets its first
-/// answers early instead of all of them after the whole batch.
+/// Requests a connection reader serves between yields, so that the writer sends their responses
+/// while the rest are served: a peer with many requests in flight gets its first answers early
+/// instead of all of them after the whole batch.
 const YIELD_EVERY: u32 = 16;
 /// Outbound frames a connection buffers before senders wait (back-pressure on slow peers).
 const OUTBOUND_QUEUE: usize = 4096;
